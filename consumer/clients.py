@@ -1,0 +1,68 @@
+"""librdkafka configuration of the consumer and the producer, from :class:`KafkaSettings`."""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from consumer.settings import KafkaSettings
+
+__all__ = ["consumer_config", "instance_id", "producer_config"]
+
+
+def instance_id(settings: KafkaSettings) -> str:
+    """A stable id of this instance: the setting, else ``$POD_NAME``/``$HOSTNAME``, else host."""
+    return settings.instance_id or os.environ.get("POD_NAME") or socket.gethostname()
+
+
+def _common(settings: KafkaSettings) -> dict[str, Any]:
+    conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
+    if settings.sasl_username is not None:
+        conf["sasl.username"] = settings.sasl_username
+    if settings.sasl_password is not None:
+        conf["sasl.password"] = settings.sasl_password.get_secret_value()
+    conf.update(settings.librdkafka)
+    return conf
+
+
+def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
+    """At-least-once consumer: manual commits only, cooperative-sticky rebalancing."""
+    conf = _common(settings)
+    conf.update(
+        {
+            "group.id": settings.group_id,
+            "client.id": f"synthscan-{instance_id(settings)}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": settings.auto_offset_reset,
+            "partition.assignment.strategy": "cooperative-sticky",
+            "session.timeout.ms": settings.session_timeout_ms,
+            "max.poll.interval.ms": settings.max_poll_interval_ms,
+            "statistics.interval.ms": settings.statistics_interval_ms,
+            "isolation.level": "read_committed",
+        }
+    )
+    conf.update(settings.consumer_overrides)
+    # The delivery guarantee depends on these; overrides must not turn them off.
+    conf["enable.auto.commit"] = False
+    return conf
+
+
+def producer_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Idempotent, zstd-compressed producer (transactional in exactly-once mode)."""
+    conf = _common(settings)
+    conf.update(
+        {
+            "client.id": f"synthscan-{instance_id(settings)}-producer",
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "zstd",
+            "linger.ms": 5,
+        }
+    )
+    if settings.exactly_once:
+        conf["transactional.id"] = f"{settings.transactional_id_prefix}{instance_id(settings)}"
+    conf.update(settings.producer_overrides)
+    conf["enable.idempotence"] = True
+    return conf

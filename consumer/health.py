@@ -1,0 +1,103 @@
+"""Liveness, readiness and metrics over a small threaded HTTP server.
+
+- ``/healthz``: 200 iff the poll loop's heartbeat is fresh (never a broker check).
+- ``/readyz``: 200 iff the model is loaded and warm and partitions are assigned.
+- ``/metrics``: Prometheus text format.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+
+__all__ = ["HealthServer", "HealthState"]
+
+
+@dataclass
+class HealthState:
+    """Written by the service, read by the HTTP threads (simple attribute reads are atomic)."""
+
+    heartbeat_timeout_s: float = 30.0
+    heartbeat: float | None = None
+    model_ready: bool = False
+    assigned: int = 0
+    stopping: bool = False
+    started: float = field(default_factory=time.monotonic)
+
+    def beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def live(self) -> bool:
+        return self.heartbeat is not None and (
+            time.monotonic() - self.heartbeat < self.heartbeat_timeout_s
+        )
+
+    def ready(self) -> bool:
+        return self.model_ready and self.assigned > 0 and not self.stopping and self.live()
+
+    def describe(self) -> dict[str, object]:
+        age = None if self.heartbeat is None else round(time.monotonic() - self.heartbeat, 3)
+        return {
+            "live": self.live(),
+            "ready": self.ready(),
+            "heartbeat_age_s": age,
+            "model_ready": self.model_ready,
+            "assigned_partitions": self.assigned,
+            "stopping": self.stopping,
+        }
+
+
+class HealthServer:
+    """Serves the endpoints from a daemon thread."""
+
+    def __init__(
+        self, state: HealthState, registry: CollectorRegistry, host: str, port: int
+    ) -> None:
+        handler = _make_handler(state, registry)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="health-http", daemon=True
+        )
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def _make_handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+            elif path in ("/healthz", "/readyz"):
+                ok = state.live() if path == "/healthz" else state.ready()
+                body = json.dumps(state.describe()).encode()
+                self._send(200 if ok else 503, body, "application/json")
+            else:
+                self._send(404, b"not found\n", "text/plain")
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """Silence per-request access logs."""
+
+    return Handler

@@ -1,0 +1,114 @@
+"""What flows between the steps: the source message, the work item, the failure, the receipt."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from confluent_kafka import Message
+
+    from detector import DecodedImage, Prediction
+    from schemas import ErrorCode, ParsedImageEvent
+
+__all__ = ["Delivered", "Envelope", "Failure", "OutRecord", "Outcome", "Timings", "WorkItem"]
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """One consumed Kafka message, detached from librdkafka, plus its assignment epoch."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes | None], ...]
+    timestamp_ms: int | None
+    epoch: int
+    received_at: float = field(default_factory=time.time)
+
+    @property
+    def tp(self) -> tuple[str, int]:
+        return (self.topic, self.partition)
+
+    @classmethod
+    def from_message(cls, msg: Message, epoch: int) -> Envelope:
+        ts_type, ts = msg.timestamp()
+        return cls(
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=msg.key(),
+            value=msg.value(),
+            headers=tuple(msg.headers() or ()),
+            timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
+            epoch=epoch,
+        )
+
+
+@dataclass(slots=True)
+class Timings:
+    """Milliseconds spent in each stage of one message."""
+
+    queue_ms: float = 0.0
+    fetch_ms: float = 0.0
+    decode_ms: float = 0.0
+    inference_ms: float = 0.0
+    batch_size: int | None = None
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """A valid event on its way to a verdict; fields are filled in step by step."""
+
+    envelope: Envelope
+    event: ParsedImageEvent
+    image_size: int | None = None
+    image: DecodedImage | None = None
+    prediction: Prediction | None = None
+    timings: Timings = field(default_factory=Timings)
+    stage_started: float = field(default_factory=time.monotonic)
+
+    @property
+    def event_id(self) -> str:
+        return self.event.event_id
+
+
+@dataclass(slots=True)
+class Failure:
+    """A message that ends as a dead letter (poison input or an internal error)."""
+
+    envelope: Envelope
+    code: ErrorCode
+    message: str
+    attempts: int = 1
+    first_failure_at: float = field(default_factory=time.time)
+    last_failure_at: float = field(default_factory=time.time)
+    event: ParsedImageEvent | None = None
+
+    @property
+    def event_id(self) -> str | None:
+        return None if self.event is None else self.event.event_id
+
+
+Outcome = WorkItem | Failure
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """Receipt: the output of ``envelope`` is confirmed written to Kafka."""
+
+    envelope: Envelope
+    produced_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class OutRecord:
+    """One record to produce: a verdict or a dead letter."""
+
+    topic: str
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()

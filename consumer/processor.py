@@ -1,0 +1,228 @@
+"""The poll loop: consume, submit to the pipeline, keep polling, rebalance, shut down.
+
+The loop never blocks on work: inference runs in a worker thread and fetches in a pool, so
+``consume()`` is called every few milliseconds and ``max.poll.interval.ms`` is never exceeded.
+Backpressure pauses the assigned partitions (and re-pauses them after every assignment);
+messages returned while the pipeline is full are *carried* and offered again.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.backpressure import Backpressure
+from consumer.commit_tracker import CommitTracker, Partition
+from consumer.errors import MessageRejected
+from consumer.health import HealthState
+from consumer.items import Envelope
+from consumer.metrics import Metrics
+from consumer.steps.base import ProcessingStep
+from consumer.steps.commit import CommitStep
+
+__all__ = ["StreamProcessor"]
+
+log = structlog.get_logger("consumer.processor")
+
+_IDLE_TIMEOUT_S = 0.1
+_BUSY_TIMEOUT_S = 0.005
+
+
+class StreamProcessor:
+    """Drives one consumer and one pipeline (``head`` ... ``commit``)."""
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        topics: list[str],
+        head: ProcessingStep[Envelope],
+        commit: CommitStep,
+        tracker: CommitTracker,
+        backpressure: Backpressure,
+        metrics: Metrics,
+        health: HealthState,
+        *,
+        consume_batch: int = 100,
+        revoke_drain_s: float = 10.0,
+        next_due: Callable[[], float | None] = lambda: None,
+    ) -> None:
+        self._consumer = consumer
+        self._topics = topics
+        self._head = head
+        self._commit = commit
+        self._tracker = tracker
+        self._backpressure = backpressure
+        self._metrics = metrics
+        self._health = health
+        self._consume_batch = consume_batch
+        self._revoke_drain_s = revoke_drain_s
+        self._next_due = next_due
+        self._carried: deque[Message] = deque()
+        self._closing = False
+
+    # -- main loop -------------------------------------------------------------------------
+
+    def run(self, stop: threading.Event, grace_s: float) -> None:
+        """Run until ``stop`` is set, then drain, commit and close within ``grace_s``."""
+        self._consumer.subscribe(
+            self._topics,
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
+        log.info("subscribed", topics=self._topics)
+        try:
+            while not stop.is_set():
+                self._run_once()
+        finally:
+            self._shutdown(grace_s)
+
+    def _run_once(self) -> None:
+        self._health.beat()
+        self._offer_carried()
+        for msg in self._consumer.consume(self._consume_batch, self._poll_timeout()):
+            err = msg.error()
+            if err is None:
+                self._carried.append(msg)
+            else:
+                self._on_consume_error(err)
+        self._offer_carried()
+        self._head.poll()
+        in_flight = self._tracker.in_flight()
+        if self._backpressure.on_progress(in_flight, carrying=bool(self._carried)):
+            self._set_paused(False)
+        self._metrics.in_flight.set(in_flight)
+
+    def _poll_timeout(self) -> float:
+        if self._carried or self._tracker.in_flight() > 0:
+            return _BUSY_TIMEOUT_S
+        due = self._next_due()
+        return _IDLE_TIMEOUT_S if due is None else min(_IDLE_TIMEOUT_S, due)
+
+    def _offer_carried(self) -> None:
+        """Submit carried messages in order until the pipeline rejects one."""
+        while self._carried:
+            msg = self._carried[0]
+            tp = (msg.topic(), msg.partition())
+            if not self._backpressure.admits(self._tracker.in_flight()):
+                self._reject()
+                return
+            try:
+                epoch = self._tracker.epoch(tp)
+            except KeyError:  # revoked since it was consumed
+                self._carried.popleft()
+                continue
+            try:
+                self._head.submit(Envelope.from_message(msg, epoch))
+            except MessageRejected:
+                self._reject()
+                return
+            self._carried.popleft()
+            self._tracker.register(tp, msg.offset())
+            self._metrics.events_in.labels(topic=tp[0]).inc()
+
+    def _reject(self) -> None:
+        if self._backpressure.on_rejected():
+            self._set_paused(True)
+
+    def _set_paused(self, paused: bool) -> None:
+        assignment = self._consumer.assignment()
+        if paused:
+            self._consumer.pause(assignment)
+        else:
+            self._consumer.resume(assignment)
+        self._metrics.paused.set(1 if paused else 0)
+        log.info(
+            "paused" if paused else "resumed",
+            partitions=len(assignment),
+            in_flight=self._tracker.in_flight(),
+        )
+
+    def _on_consume_error(self, err: KafkaError) -> None:
+        if err.code() == KafkaError._PARTITION_EOF:
+            return
+        if err.fatal():
+            raise KafkaException(err)
+        log.warning("consume_error", error=str(err), retriable=err.retriable())
+
+    # -- rebalance callbacks (run inside consume(), on the loop thread) -------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._tracker.assign(_tps(partitions))
+        consumer.incremental_assign(partitions)
+        if self._backpressure.paused:  # pause state does not survive a rebalance
+            consumer.pause(consumer.assignment())
+        self._after_rebalance("assign", partitions)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        tps = _tps(partitions)
+        self._drop_carried(tps)
+        if not self._closing:
+            self._drain(tps, time.monotonic() + self._revoke_drain_s)
+        try:
+            self._commit.commit_sync(tps)
+        except KafkaException as exc:  # the generation may already be gone
+            log.warning("revoke_commit_failed", error=str(exc))
+        self._forget(consumer, partitions, "revoke")
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._drop_carried(_tps(partitions))
+        self._forget(consumer, partitions, "lost")
+
+    def _drain(self, tps: list[Partition], deadline: float) -> None:
+        """Let in-flight work of ``tps`` finish (bounded by ``deadline``)."""
+        while self._tracker.in_flight(tps) > 0 and time.monotonic() < deadline:
+            self._health.beat()
+            self._head.poll()
+            time.sleep(_BUSY_TIMEOUT_S)
+
+    def _forget(self, consumer: Consumer, partitions: list[TopicPartition], kind: str) -> None:
+        dropped = self._tracker.revoke(_tps(partitions))
+        self._metrics.dropped_revoked.inc(dropped)
+        consumer.incremental_unassign(partitions)
+        self._after_rebalance(kind, partitions, dropped=dropped)
+
+    def _after_rebalance(self, kind: str, partitions: list[TopicPartition], **extra: int) -> None:
+        assigned = len(self._tracker.assigned())
+        self._health.assigned = assigned
+        self._metrics.assigned.set(assigned)
+        self._metrics.rebalances.labels(kind=kind).inc()
+        log.info(
+            kind,
+            partitions=[f"{p.topic}[{p.partition}]" for p in partitions],
+            assigned=assigned,
+            **extra,
+        )
+
+    def _drop_carried(self, tps: list[Partition]) -> None:
+        gone = set(tps)
+        self._carried = deque(m for m in self._carried if (m.topic(), m.partition()) not in gone)
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    def _shutdown(self, grace_s: float) -> None:
+        """Stop fetching, finish in-flight work, flush, commit, close: all within ``grace_s``."""
+        began = time.monotonic()
+        self._health.stopping = True
+        self._closing = True
+        self._carried.clear()  # never registered: redelivered after the restart
+        log.info("draining", in_flight=self._tracker.in_flight())
+        try:
+            self._consumer.pause(self._consumer.assignment())
+            budget = max(0.0, grace_s * 0.8 - (time.monotonic() - began))
+            self._head.join(budget)
+        except Exception:
+            log.exception("drain_failed")
+        left = self._tracker.in_flight()
+        self._head.close()
+        self._consumer.close()
+        log.info("closed", seconds=round(time.monotonic() - began, 3), left_in_flight=left)
+
+
+def _tps(partitions: list[TopicPartition]) -> list[Partition]:
+    return [(p.topic, p.partition) for p in partitions]

@@ -1,0 +1,146 @@
+"""Wire records from pipeline outcomes: verdicts, dead letters, latest-verdict entries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from consumer.items import Envelope, Failure, OutRecord, WorkItem
+from schemas import (
+    ImageInfo,
+    ModelStamp,
+    Patch,
+    SourceCoordinates,
+    Timings,
+    Verdict,
+    build_dead_letter,
+    encode_dead_letter,
+    encode_verdict,
+    label_for,
+)
+
+if TYPE_CHECKING:
+    from detector import ModelInfo
+
+__all__ = ["RecordFactory", "model_stamp"]
+
+
+def model_stamp(info: ModelInfo) -> ModelStamp:
+    """The reproducibility stamp of a verdict from the detector's :class:`ModelInfo`."""
+    return ModelStamp(
+        name=info.name,
+        version=info.version,
+        weights_sha256=info.weights_sha256,
+        threshold=info.threshold,
+        preprocessing_version=info.preprocessing_version,
+        torch_version=info.torch_version,
+        torchvision_version=info.torchvision_version,
+        device=info.device,
+        precision=info.precision,
+        arch=info.arch,
+        backbone=info.backbone,
+        patch_strategy=info.patch_strategy,
+    )
+
+
+def _source(env: Envelope) -> SourceCoordinates:
+    return SourceCoordinates(
+        topic=env.topic, partition=env.partition, offset=env.offset, timestamp_ms=env.timestamp_ms
+    )
+
+
+class RecordFactory:
+    """Implements :class:`consumer.steps.produce.RecordBuilder` for the wire schemas."""
+
+    def __init__(
+        self,
+        stamp: ModelStamp,
+        verdict_topic: str,
+        dead_letter_topic: str,
+        consumer_group: str,
+        consumer_instance: str,
+        latest_verdict_topic: str | None = None,
+    ) -> None:
+        self._stamp = stamp
+        self._verdict_topic = verdict_topic
+        self._dead_letter_topic = dead_letter_topic
+        self._group = consumer_group
+        self._instance = consumer_instance
+        self._latest_topic = latest_verdict_topic
+
+    def verdict(self, item: WorkItem) -> OutRecord:
+        pred, image, env = item.prediction, item.image, item.envelope
+        if pred is None or image is None:
+            raise ValueError("verdict of an item without prediction or image")
+        data = item.event.event.data
+        queue_ms = 0.0
+        if env.timestamp_ms is not None:
+            queue_ms = max(0.0, env.received_at * 1000.0 - env.timestamp_ms)
+        verdict = Verdict(
+            verdict_id=str(uuid.uuid4()),
+            event_id=item.event_id,
+            content_id=item.event.content_id,
+            tenant=data.tenant,
+            platform=data.platform,
+            label=label_for(pred.score, pred.threshold),
+            score=pred.score,
+            threshold=pred.threshold,
+            patches=[
+                Patch(
+                    rank=p.rank,
+                    box=p.box,
+                    window=p.window,
+                    activation=p.activation,
+                    attention=p.attention,
+                )
+                for p in pred.patches
+            ],
+            global_attention=pred.global_attention,
+            image=ImageInfo(
+                sha256=image.sha256,
+                width=image.width,
+                height=image.height,
+                format=image.format or "unknown",
+                size_bytes=item.image_size,
+            ),
+            model=self._stamp,
+            source=_source(env),
+            timings=Timings(
+                queue_ms=queue_ms,
+                fetch_ms=item.timings.fetch_ms,
+                decode_ms=item.timings.decode_ms,
+                inference_ms=item.timings.inference_ms,
+                batch_size=item.timings.batch_size,
+            ),
+            produced_at=datetime.now(UTC),
+            metadata=data.metadata,
+        )
+        key, value, headers = encode_verdict(verdict)
+        return OutRecord(self._verdict_topic, key, value, tuple(headers))
+
+    def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None:
+        """The compacted latest-verdict copy (same record, keyed by image sha256)."""
+        if self._latest_topic is None:
+            return None
+        return OutRecord(self._latest_topic, verdict.key, verdict.value, verdict.headers)
+
+    def dead_letter(self, failure: Failure) -> OutRecord:
+        env = failure.envelope
+        dead = build_dead_letter(
+            code=failure.code,
+            message=failure.message,
+            key=env.key,
+            headers=list(env.headers),
+            value=env.value,
+            source=_source(env),
+            consumer_group=self._group,
+            consumer_instance=self._instance,
+            attempts=failure.attempts,
+            first_failure_at=datetime.fromtimestamp(failure.first_failure_at, UTC),
+            last_failure_at=datetime.fromtimestamp(failure.last_failure_at, UTC),
+            event_id=failure.event_id,
+            content_id=None if failure.event is None else failure.event.content_id,
+        )
+        key, value, headers = encode_dead_letter(dead)
+        return OutRecord(self._dead_letter_topic, key, value, tuple(headers))

@@ -1,0 +1,263 @@
+"""The service: settings -> model, clients, pipeline, HTTP endpoints, poll loop.
+
+In process::
+
+    service = Service(ServiceSettings(kafka={"bootstrap_servers": ..., ...}))
+    thread = service.start()          # runs in a background thread
+    service.wait_ready(timeout=60)    # model warm and partitions assigned
+    ...
+    service.stop(); thread.join()     # drain, flush, commit, close
+
+As a process: ``python -m consumer run`` (SIGTERM/SIGINT stop it the same way).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from types import FrameType
+from typing import Any, Protocol
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, Producer
+
+from consumer.backpressure import Backpressure
+from consumer.clients import consumer_config, instance_id, producer_config
+from consumer.commit_tracker import CommitTracker
+from consumer.errors import ConfigurationError
+from consumer.fetch import ImageFetcher
+from consumer.health import HealthServer, HealthState
+from consumer.items import Envelope
+from consumer.metrics import Metrics
+from consumer.processor import StreamProcessor
+from consumer.records import RecordFactory, model_stamp
+from consumer.settings import ServiceSettings
+from consumer.steps.batch import BatchStep
+from consumer.steps.commit import CommitPolicy, CommitStep
+from consumer.steps.detect import DetectStep, Predictor
+from consumer.steps.fetch_decode import FetchDecodeStep
+from consumer.steps.parse import ParseStep
+from consumer.steps.produce import ProduceStep
+from detector import Detector, ImageLimits, ModelInfo
+
+__all__ = ["LoadedDetector", "Service"]
+
+log = structlog.get_logger("consumer.service")
+
+
+class LoadedDetector(Predictor, Protocol):
+    """A warm model: :class:`detector.Detector` or a test double with ``info``."""
+
+    info: ModelInfo
+
+
+class Service:
+    """One consumer instance: one process (or thread), one resident model."""
+
+    def __init__(self, settings: ServiceSettings, *, detector: LoadedDetector | None = None):
+        self.settings = settings
+        self.metrics = Metrics()
+        self.health = HealthState(heartbeat_timeout_s=settings.http.heartbeat_timeout_s)
+        self.detector = detector
+        self._stop = threading.Event()
+        self._http: HealthServer | None = None
+        self.error: BaseException | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def run(self, install_signal_handlers: bool = False) -> None:
+        """Run until :meth:`stop` (or SIGTERM/SIGINT when handlers are installed)."""
+        if install_signal_handlers:
+            self._install_signal_handlers()
+        log.info("settings", settings=self.settings.masked())
+        try:
+            self._start_http()
+            detector = self._load_detector()
+            self._run_pipeline(detector)
+        except BaseException as exc:
+            self.error = exc
+            raise
+        finally:
+            if self._http is not None:
+                self._http.stop()
+
+    def start(self) -> threading.Thread:
+        """Run in a daemon thread (in-process use: tests, notebooks, the demo)."""
+
+        def target() -> None:
+            try:
+                self.run()
+            except BaseException:
+                log.exception("service_failed")
+
+        thread = threading.Thread(target=target, name="synthscan-service", daemon=True)
+        thread.start()
+        return thread
+
+    def stop(self) -> None:
+        """Ask the loop to drain, commit and close (returns at once)."""
+        self._stop.set()
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Block until ``/readyz`` would say ready; False on timeout or failure."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.health.ready():
+                return True
+            if self.error is not None or self._stop.is_set():
+                return False
+            time.sleep(0.05)
+        return False
+
+    @property
+    def http_port(self) -> int | None:
+        return None if self._http is None else self._http.port
+
+    # -- assembly --------------------------------------------------------------------------
+
+    def _start_http(self) -> None:
+        if not self.settings.http.enabled:
+            return
+        http = self.settings.http
+        self._http = HealthServer(self.health, self.metrics.registry, http.host, http.port)
+        self._http.start()
+        log.info("http_listening", host=http.host, port=self._http.port)
+
+    def _load_detector(self) -> LoadedDetector:
+        if self.detector is None:
+            model = self.settings.model
+            if not model.checkpoint.is_file():
+                raise ConfigurationError(f"checkpoint not found: {model.checkpoint}")
+            began = time.monotonic()
+            detector = Detector.from_checkpoint(
+                model.checkpoint,
+                device=model.device,
+                precision=model.precision,
+                limits=self._limits(),
+            )
+            expected = model.checkpoint_sha256
+            if expected is not None and detector.info.weights_sha256 != expected.lower():
+                raise ConfigurationError(
+                    f"checkpoint sha256 {detector.info.weights_sha256} != expected {expected}"
+                )
+            if model.warmup:
+                detector.warmup()
+            log.info(
+                "model_loaded",
+                seconds=round(time.monotonic() - began, 2),
+                **detector.info.to_dict(),
+            )
+            self.detector = detector
+        self.metrics.set_model_info(_info_dict(self.detector.info))
+        self.health.model_ready = True
+        return self.detector
+
+    def _limits(self) -> ImageLimits:
+        d = self.settings.decode
+        return ImageLimits(
+            max_bytes=d.max_bytes,
+            max_pixels=d.max_pixels,
+            max_side=d.max_side,
+            min_side=d.min_side,
+        )
+
+    def _run_pipeline(self, detector: LoadedDetector) -> None:
+        kafka = self.settings.kafka
+        if kafka.exactly_once:
+            raise ConfigurationError("kafka.exactly_once is not implemented yet")
+        tracker = CommitTracker()
+        holder: dict[str, CommitStep] = {}
+        conf = consumer_config(kafka)
+        conf.update(
+            stats_cb=self.metrics.on_stats,
+            error_cb=self._on_client_error,
+            on_commit=lambda err, parts: holder["commit"].on_commit(err, parts),
+        )
+        consumer = Consumer(conf)
+        producer = Producer({**producer_config(kafka), "error_cb": self._on_client_error})
+        commit = CommitStep(consumer, tracker, self.metrics, CommitPolicy(kafka.commit_interval_s))
+        holder["commit"] = commit
+        batch, head = self._build_steps(detector, producer, commit, tracker)
+        processor = StreamProcessor(
+            consumer,
+            kafka.input_topics,
+            head,
+            commit,
+            tracker,
+            Backpressure.from_limit(self.settings.batching.max_in_flight_messages),
+            self.metrics,
+            self.health,
+            consume_batch=kafka.consume_batch,
+            revoke_drain_s=kafka.revoke_drain_s,
+            next_due=batch.due_in,
+        )
+        try:
+            processor.run(self._stop, self.settings.shutdown.grace_s)
+        finally:
+            left = producer.flush(2.0)
+            if left:
+                log.warning("unflushed_records", count=left)
+
+    def _build_steps(
+        self,
+        detector: LoadedDetector,
+        producer: Producer,
+        commit: CommitStep,
+        tracker: CommitTracker,
+    ) -> tuple[BatchStep, ParseStep]:
+        kafka, batching = self.settings.kafka, self.settings.batching
+
+        def is_live(env: Envelope) -> bool:
+            return tracker.is_current(env.tp, env.epoch)
+
+        records = RecordFactory(
+            model_stamp(detector.info),
+            kafka.verdict_topic,
+            kafka.dead_letter_topic,
+            kafka.group_id,
+            instance_id(kafka),
+            kafka.latest_verdict_topic,
+        )
+        produce = ProduceStep(producer, records, commit, self.metrics, is_live)
+        detect = DetectStep(detector, produce, self.metrics, is_live)
+        batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
+        fetcher = ImageFetcher(self.settings.fetch)
+        fetch = FetchDecodeStep(
+            batch,
+            produce,
+            fetcher,
+            self._limits(),
+            self.metrics,
+            workers=batching.fetch_workers,
+            resolve_ref=_ref_resolver(fetcher),
+            is_live=is_live,
+        )
+        return batch, ParseStep(fetch, produce)
+
+    # -- callbacks ---------------------------------------------------------------------------
+
+    def _on_client_error(self, err: KafkaError) -> None:
+        if err.fatal():
+            log.error("kafka_fatal_error", error=str(err))
+            self._stop.set()
+        else:
+            log.warning("kafka_error", error=str(err))
+
+    def _install_signal_handlers(self) -> None:
+        def handler(signum: int, frame: FrameType | None) -> None:
+            log.info("signal", signal=signal.Signals(signum).name)
+            self._stop.set()
+            signal.signal(signum, signal.SIG_DFL)  # a second signal kills at once
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+
+def _info_dict(info: Any) -> dict[str, Any]:
+    to_dict = getattr(info, "to_dict", None)
+    return dict(to_dict()) if callable(to_dict) else dict(vars(info))
+
+
+def _ref_resolver(fetcher: Any) -> Any:
+    return getattr(fetcher, "resolve_ref", None)

@@ -1,0 +1,235 @@
+"""Service settings (pydantic-settings): env prefix ``SYNTHSCAN_``, nested delimiter ``__``.
+
+Example: ``SYNTHSCAN_KAFKA__BOOTSTRAP_SERVERS=broker:9092``,
+``SYNTHSCAN_KAFKA__INPUT_TOPICS=uploads.a,uploads.b`` (or a JSON list),
+``SYNTHSCAN_KAFKA__LIBRDKAFKA='{"security.protocol": "SASL_SSL"}'``,
+``SYNTHSCAN_BATCHING__MAX_BATCH_SIZE=32``. The CLI's ``--set kafka.group_id=x`` overrides env.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from consumer.fetch import FetchSettings
+
+__all__ = [
+    "DEFAULT_CHECKPOINT",
+    "BatchingSettings",
+    "DecodeSettings",
+    "HttpSettings",
+    "KafkaSettings",
+    "LoggingSettings",
+    "ModelSettings",
+    "ServiceSettings",
+    "ShutdownSettings",
+    "parse_overrides",
+]
+
+DEFAULT_CHECKPOINT = (
+    Path(__file__).resolve().parent.parent
+    / "detector"
+    / "checkpoints"
+    / "demo-glff-mobilenet_v2.safetensors"
+)
+_DICT_SETTINGS = ("librdkafka", "consumer_overrides", "producer_overrides")
+_SECRET_KEY_PARTS = ("password", "secret", "token", "key.pem", "sasl.oauthbearer.config")
+
+
+def _split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma-separated string for list settings."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+def _json_dict(value: Any) -> Any:
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else {}
+    return value
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KafkaSettings(_Section):
+    """Where to read and write, and how to talk to the brokers."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    group_id: str = "synthscan"
+    input_topics: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["images"])
+    verdict_topic: str = "verdicts"
+    dead_letter_topic: str = "images.dlq"
+    latest_verdict_topic: str | None = None
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    exactly_once: bool = False
+    transactional_id_prefix: str = "synthscan-"
+    instance_id: str | None = None
+    consume_batch: int = Field(100, ge=1)
+    session_timeout_ms: int = Field(45_000, ge=1000)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    statistics_interval_ms: int = Field(5_000, ge=0)
+    commit_interval_s: float = Field(1.0, ge=0.0)
+    revoke_drain_s: float = Field(10.0, ge=0.0)
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    librdkafka: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict
+    )
+    consumer_overrides: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict
+    )
+    producer_overrides: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict
+    )
+
+    _lists = field_validator("input_topics", mode="before")(_split_list)
+    _dicts = field_validator(
+        "librdkafka", "consumer_overrides", "producer_overrides", mode="before"
+    )(_json_dict)
+
+    @field_validator("input_topics")
+    @classmethod
+    def _non_empty(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one input topic is required")
+        return value
+
+
+class BatchingSettings(_Section):
+    """Micro-batching (dynamic batching) and backpressure."""
+
+    max_batch_size: int = Field(16, ge=1, le=1024)
+    max_wait_ms: float = Field(20.0, ge=0.0)
+    max_in_flight_messages: int = Field(256, ge=1)
+    fetch_workers: int = Field(8, ge=1, le=256)
+
+
+class ModelSettings(_Section):
+    """The resident detector."""
+
+    checkpoint: Path = DEFAULT_CHECKPOINT
+    checkpoint_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    warmup: bool = True
+
+
+class DecodeSettings(_Section):
+    """Image decoding limits (see :class:`detector.ImageLimits`)."""
+
+    max_bytes: int = Field(50 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(100_000_000, ge=1)
+    max_side: int = Field(16384, ge=1)
+    min_side: int = Field(32, ge=1)
+
+
+class HttpSettings(_Section):
+    """Metrics and health endpoints."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    port: int = Field(8080, ge=0, le=65535)
+    heartbeat_timeout_s: float = Field(30.0, gt=0.0)
+
+
+class ShutdownSettings(_Section):
+    """SIGTERM/SIGINT handling."""
+
+    grace_s: float = Field(25.0, gt=0.0)
+
+
+class LoggingSettings(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class ServiceSettings(BaseSettings):
+    """All settings of ``python -m consumer run``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNTHSCAN_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @model_validator(mode="after")
+    def _grace_fits(self) -> ServiceSettings:
+        if self.shutdown.grace_s * 1000 >= self.kafka.max_poll_interval_ms:
+            raise ValueError("shutdown.grace_s must be below kafka.max_poll_interval_ms")
+        return self
+
+    @classmethod
+    def load(cls, overrides: list[str] | None = None) -> ServiceSettings:
+        """Env (``SYNTHSCAN_*``) then ``--set`` style overrides, merged key by key."""
+        base = cls()
+        if not overrides:
+            return base
+        return cls(**_deep_merge(base.model_dump(), parse_overrides(overrides)))
+
+    def masked(self) -> dict[str, Any]:
+        """The settings as JSON-able data with every secret masked (for the start-up log)."""
+        data = self.model_dump(mode="json")
+        return _mask(data)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _mask(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _mask(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_mask(v, key) for v in value]
+    lowered = key.lower()
+    if value is not None and any(part in lowered for part in _SECRET_KEY_PARTS):
+        return "**********"
+    return value
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """``["kafka.group_id=x", "batching.max_batch_size=8"]`` -> nested init kwargs.
+
+    Values are strings (pydantic converts them like env values); a value starting with ``[``
+    or ``{`` is parsed as JSON. Keys after the section name may contain dots only inside the
+    librdkafka dicts (``kafka.librdkafka.security.protocol=SSL``).
+    """
+    result: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {pair!r}")
+        value: Any = json.loads(raw) if raw.lstrip()[:1] in ("[", "{") else raw
+        parts = key.split(".")
+        if len(parts) > 2 and parts[1] in _DICT_SETTINGS:
+            parts = [*parts[:2], ".".join(parts[2:])]
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return result

@@ -1,0 +1,154 @@
+"""Fetch/decode step: claim-check download (inline images skip it) and decoding, in a pool."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Protocol
+
+from consumer.items import Envelope, Failure, Outcome, WorkItem
+from consumer.metrics import Metrics
+from consumer.steps.base import ProcessingStep, remaining
+from detector import (
+    ImageDecodeError,
+    ImageError,
+    ImageLimits,
+    ImageTooLargeError,
+    UnsupportedImageError,
+    decode_image,
+)
+from schemas import ErrorCode
+
+__all__ = ["FetchDecodeStep", "Fetcher"]
+
+_DECODE_CODES: list[tuple[type[ImageError], ErrorCode]] = [
+    (ImageTooLargeError, ErrorCode.IMAGE_TOO_LARGE),
+    (UnsupportedImageError, ErrorCode.UNSUPPORTED_MEDIA),
+    (ImageDecodeError, ErrorCode.IMAGE_DECODE_ERROR),
+]
+
+
+class Fetcher(Protocol):
+    """What the step needs of :class:`consumer.fetch.ImageFetcher`."""
+
+    def fetch(self, url: str, expected_sha256: str | None, expected_size: int | None) -> bytes: ...
+
+
+class FetchDecodeStep(ProcessingStep[WorkItem]):
+    """Runs fetch + decode of each item on a thread pool; forwards items as they finish.
+
+    Completion order may differ from offset order: the commit tracker handles that. Failures
+    become dead letters with the matching :class:`~schemas.ErrorCode`.
+    """
+
+    def __init__(
+        self,
+        next_step: ProcessingStep[WorkItem],
+        dead_letters: ProcessingStep[Outcome],
+        fetcher: Fetcher | None,
+        limits: ImageLimits,
+        metrics: Metrics,
+        *,
+        workers: int = 8,
+        resolve_ref: Callable[[str], str] | None = None,
+        is_live: Callable[[Envelope], bool] = lambda _: True,
+    ) -> None:
+        self.next_step = next_step
+        self._dead_letters = dead_letters
+        self._fetcher = fetcher
+        self._limits = limits
+        self._metrics = metrics
+        self._resolve_ref = resolve_ref
+        self._is_live = is_live
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
+        self._pending: list[Future[Outcome | None]] = []
+
+    def submit(self, item: WorkItem) -> None:
+        self._pending.append(self._pool.submit(self._work, item))
+
+    def poll(self) -> None:
+        self._forward_done()
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._pending:
+            wait(list(self._pending), timeout=remaining(deadline))
+        self._forward_done()
+        self.next_step.join(remaining(deadline))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.next_step.close()
+
+    def _forward_done(self) -> None:
+        if not self._pending:
+            return
+        still: list[Future[Outcome | None]] = []
+        for future in self._pending:
+            if not future.done():
+                still.append(future)
+                continue
+            outcome = future.result()
+            if isinstance(outcome, WorkItem):
+                self.next_step.submit(outcome)
+            elif isinstance(outcome, Failure):
+                self._dead_letters.submit(outcome)
+        self._pending = still
+
+    def _work(self, item: WorkItem) -> Outcome | None:
+        if not self._is_live(item.envelope):
+            return None
+        started = time.time()
+        try:
+            data = item.event.inline_bytes
+            if data is None:
+                data = self._fetch(item)
+            began = time.perf_counter()
+            item.image = decode_image(data, self._limits)
+            item.timings.decode_ms = (time.perf_counter() - began) * 1000.0
+            item.image_size = len(data)
+            return item
+        except ImageError as exc:
+            code = next(c for cls, c in _DECODE_CODES if isinstance(exc, cls))
+            return Failure(
+                item.envelope, code, str(exc), event=item.event, first_failure_at=started
+            )
+        except Exception as exc:
+            code = getattr(exc, "code", None)
+            if not isinstance(code, ErrorCode):
+                code = ErrorCode.INTERNAL_ERROR
+            return Failure(
+                item.envelope,
+                code,
+                str(exc) or repr(exc),
+                event=item.event,
+                attempts=int(getattr(exc, "attempts", 1) or 1),
+                first_failure_at=started,
+            )
+
+    def _fetch(self, item: WorkItem) -> bytes:
+        url = item.event.url
+        if url is None and item.event.ref is not None:
+            if self._resolve_ref is None:
+                raise _NoRefBase()
+            url = self._resolve_ref(item.event.ref)
+        if url is None or self._fetcher is None:
+            raise _NoRefBase()
+        began = time.perf_counter()
+        try:
+            return self._fetcher.fetch(url, item.event.sha256, item.event.size_bytes)
+        finally:
+            seconds = time.perf_counter() - began
+            item.timings.fetch_ms = seconds * 1000.0
+            self._metrics.fetch_latency.observe(seconds)
+
+
+class _NoRefBase(Exception):
+    """An object-store ref with no base URL configured: the fetch is refused."""
+
+    code = ErrorCode.FETCH_FORBIDDEN
+
+    def __str__(self) -> str:
+        return "object refs are not enabled (no fetch object base URL configured)"

@@ -1,0 +1,47 @@
+"""Parse step: Kafka message -> validated image CloudEvent, or a dead letter."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from consumer.items import Envelope, Failure, Outcome, WorkItem
+from consumer.steps.base import ProcessingStep
+from schemas import ErrorCode, EventError, parse_image_event
+
+__all__ = ["ParseStep"]
+
+
+class ParseStep(ProcessingStep[Envelope]):
+    """Synchronous and cheap: bad messages go straight to ``dead_letters``."""
+
+    def __init__(
+        self,
+        next_step: ProcessingStep[WorkItem],
+        dead_letters: ProcessingStep[Outcome],
+        expected_types: Collection[str] | None = None,
+    ) -> None:
+        self.next_step = next_step
+        self._dead_letters = dead_letters
+        self._expected_types = expected_types
+
+    def submit(self, item: Envelope) -> None:
+        try:
+            parsed = parse_image_event(
+                item.value, list(item.headers), expected_types=self._expected_types
+            )
+        except EventError as exc:
+            self._dead_letters.submit(Failure(item, exc.code, exc.message))
+            return
+        except Exception as exc:
+            self._dead_letters.submit(Failure(item, ErrorCode.INTERNAL_ERROR, f"parse: {exc!r}"))
+            return
+        self.next_step.submit(WorkItem(envelope=item, event=parsed))
+
+    def poll(self) -> None:
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.next_step.join(timeout)
+
+    def close(self) -> None:
+        self.next_step.close()
