@@ -1,0 +1,246 @@
+"""Inference engine: checkpoint -> :class:`Detector` -> per-image :class:`Prediction`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+
+from detector.batching import collate_images, group_by_size
+from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
+from detector.decode import DecodedImage, ImageInput, ImageLimits, decode_image
+from detector.errors import DetectorError
+from detector.model import GLFF, GLFFOutput, GlobalOnly
+
+__all__ = ["Detector", "ModelInfo", "PatchEvidence", "Prediction"]
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass(frozen=True, slots=True)
+class PatchEvidence:
+    """One selected patch: why the model looked there and how much it counted.
+
+    rank: 1..K by ``attention`` (descending). box: ``(x0, y0, x1, y1)`` in original pixels.
+    window: 3 (224 px patch) or 2 (112 px patch); 0 for the fixed ``rsz448`` crops.
+    activation: mean feature activation of the window. attention: weight the global token gave
+    this patch in the last fusion layer (head-averaged; all K + 1 weights sum to 1).
+    """
+
+    rank: int
+    box: tuple[int, int, int, int]
+    window: int
+    activation: float
+    attention: float
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """The verdict for one image."""
+
+    score: float
+    is_synthetic: bool
+    threshold: float
+    patches: list[PatchEvidence]
+    global_attention: float
+    width: int
+    height: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    """What model is serving, for logs, metrics and verdicts."""
+
+    name: str
+    version: str
+    arch: str
+    backbone: str
+    patch_strategy: str
+    weights_sha256: str
+    threshold: float
+    preprocessing_version: str
+    input_size: int
+    torch_version: str
+    torchvision_version: str
+    device: str
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise DetectorError("device 'cuda' requested but CUDA is not available")
+    return resolved
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "fp32"
+    if precision not in PRECISIONS:
+        raise DetectorError(f"precision {precision!r} not in {sorted(PRECISIONS)} or 'auto'")
+    if precision == "fp16" and device.type != "cuda":
+        raise DetectorError("fp16 needs CUDA; use fp32 or bf16 on CPU")
+    return precision
+
+
+class Detector:
+    """A loaded model that scores images of any size and mode.
+
+    Example::
+
+        det = Detector.from_checkpoint("glff.safetensors", device="auto")
+        for p in det.predict([Path("a.jpg"), png_bytes, pil_image]):
+            print(p.score, p.is_synthetic, [q.box for q in p.patches])
+    """
+
+    def __init__(
+        self,
+        model: GLFF | GlobalOnly,
+        metadata: CheckpointMetadata,
+        *,
+        weights_sha256: str = "",
+        device: str = "auto",
+        precision: str = "auto",
+        deterministic: bool = False,
+        max_batch: int = 32,
+        max_padded_pixels: int = 64_000_000,
+        limits: ImageLimits | None = None,
+    ) -> None:
+        self.device = _resolve_device(device)
+        self.precision = _resolve_precision(precision, self.device)
+        self.metadata = metadata
+        self.limits = limits or ImageLimits()
+        self.max_batch = max_batch
+        self.max_padded_pixels = max_padded_pixels
+        self.deterministic = deterministic
+        model = model.eval().to(self.device)
+        if self.device.type == "cuda":
+            model = model.to(memory_format=torch.channels_last)
+            model.channels_last = True
+            torch.backends.cudnn.benchmark = not deterministic
+            if deterministic:
+                torch.backends.cudnn.deterministic = True
+        if isinstance(model, GLFF) and deterministic:
+            model.generator = torch.Generator(device=self.device).manual_seed(0)
+        self.model = model
+        cfg = metadata.config
+        self.info = ModelInfo(
+            name=metadata.name,
+            version=metadata.version,
+            arch=cfg.arch,
+            backbone=cfg.backbone,
+            patch_strategy=cfg.patch_strategy,
+            weights_sha256=weights_sha256,
+            threshold=metadata.threshold,
+            preprocessing_version=metadata.preprocessing_version,
+            input_size=cfg.input_size,
+            torch_version=torch.__version__,
+            torchvision_version=torchvision.__version__,
+            device=str(self.device),
+            precision=self.precision,
+        )
+
+    @classmethod
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        device: str = "auto",
+        precision: str = "auto",
+        **kwargs: Any,
+    ) -> Detector:
+        """Load a safetensors checkpoint (see :mod:`detector.checkpoint`); never unpickles."""
+        model, metadata = load_checkpoint(path)
+        return cls(
+            model,
+            metadata,
+            weights_sha256=file_sha256(path),
+            device=device,
+            precision=precision,
+            **kwargs,
+        )
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def warmup(self) -> None:
+        """Run one small batch so that the first real request pays no start-up cost."""
+        image = torch.zeros(3, 256, 256, dtype=torch.uint8)
+        self._run([image, image])
+
+    def _run(self, pixels_list: Sequence[torch.Tensor]) -> GLFFOutput:
+        pixels, sizes = collate_images(pixels_list)
+        pixels = pixels.to(self.device, non_blocking=True)
+        with torch.inference_mode(), self._autocast():
+            out = self.model(pixels, sizes.to(self.device))
+        return GLFFOutput(*(t.float().cpu() if t.is_floating_point() else t.cpu() for t in out))
+
+    def predict(self, images: Sequence[DecodedImage | ImageInput]) -> list[Prediction]:
+        """Score images of any sizes and modes, in input order.
+
+        Inputs that are not yet decoded are decoded with ``self.limits``; a bad one raises its
+        :class:`~detector.ImageError` (decode with :func:`decode_image` first to handle images
+        one by one). Images are grouped by size so that padding stays small.
+        """
+        decoded = [
+            im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in images
+        ]
+        results: list[Prediction | None] = [None] * len(decoded)
+        sizes = [(d.height, d.width) for d in decoded]
+        for group in group_by_size(sizes, self.max_batch, self.max_padded_pixels):
+            out = self._run([decoded[i].pixels for i in group])
+            for row, index in enumerate(group):
+                results[index] = self._prediction(out, row, decoded[index])
+        return [r for r in results if r is not None]
+
+    def _prediction(self, out: GLFFOutput, row: int, image: DecodedImage) -> Prediction:
+        score = float(torch.sigmoid(out.logits[row]))
+        threshold = self.metadata.threshold
+        attention = out.attention[row].tolist()
+        k = out.boxes.shape[1]
+        order = sorted(range(k), key=lambda j: -attention[j])
+        boxes = out.boxes[row].round().long().tolist()
+        windows = out.windows[row].tolist()
+        activations = out.activations[row].tolist()
+        patches = [
+            PatchEvidence(
+                rank=rank,
+                box=(boxes[j][0], boxes[j][1], boxes[j][2], boxes[j][3]),
+                window=int(windows[j]),
+                activation=float(activations[j]),
+                attention=float(attention[j]),
+            )
+            for rank, j in enumerate(order, start=1)
+        ]
+        return Prediction(
+            score=score,
+            is_synthetic=score >= threshold,
+            threshold=threshold,
+            patches=patches,
+            global_attention=float(attention[k]),
+            width=image.width,
+            height=image.height,
+        )
+
+    def iter_predict(
+        self, images: Sequence[DecodedImage | ImageInput], chunk: int = 256
+    ) -> Iterator[Prediction]:
+        """Like :meth:`predict`, yielding results chunk by chunk for long lists."""
+        for start in range(0, len(images), chunk):
+            yield from self.predict(images[start : start + chunk])

@@ -1,0 +1,220 @@
+"""The GLFF model (global + local features fused by attention) and the global-only baseline.
+
+``GLFF.forward(pixels, sizes)`` takes a zero-padded ``uint8 [B, 3, H, W]`` batch of images at
+their ORIGINAL resolution (see :func:`detector.batching.collate_images`) and does on the
+model's device:
+
+1. global view: central square -> 224 (short-side resize + centre crop), one ``roi_align``;
+2. backbone -> 7x7 feature map ``F`` -> average pool -> ``Linear(C, 128)`` + ReLU;
+3. patch selection on ``F`` (no gradient) -> 6 boxes in original pixels;
+4. all ``6B`` patches cropped and resized to 224 in one ``roi_align`` call -> backbone (shared
+   by default) -> ``Linear(C, 128)`` + ReLU;
+5. AFFM over 7 tokens (3 large, 3 small, global) -> global token -> ``Linear(128, 1)``.
+
+For ``random`` and ``rsz448`` the boxes do not depend on ``F``, so the global view and the
+patches are cropped in one call and run through a shared backbone as one batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from detector.affm import AFFM
+from detector.backbones import BACKBONES, Backbone, build_backbone
+from detector.crops import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize, normalize, prepare_pixels
+from detector.patches import PATCH_STRATEGIES, num_patches, select_patches, with_activations
+from detector.psm import central_squares
+
+__all__ = ["GLFF", "GLFFOutput", "GlobalOnly", "ModelConfig", "build_model", "count_parameters"]
+
+ARCHITECTURES = ("glff", "cnn_aug")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a model; stored in checkpoint metadata."""
+
+    arch: str = "glff"
+    backbone: str = "resnet50"
+    patch_strategy: str = "psm"  # "psm" | "random" | "rsz448"; "none" for cnn_aug
+    local_backbone: str = "shared"  # "shared" | "separate"
+    suppression: str = "grid"  # "grid" | "iou"
+    iou_threshold: float = 0.25
+    embed_dim: int = 128
+    heads: int = 4
+    depth: int = 3
+    ff_dim: int = 128
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        problems = []
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch {self.arch!r} not in {ARCHITECTURES}")
+        if self.backbone not in BACKBONES:
+            problems.append(f"backbone {self.backbone!r} not in {sorted(BACKBONES)}")
+        strategies = ("none",) if self.arch == "cnn_aug" else PATCH_STRATEGIES
+        if self.patch_strategy not in strategies:
+            problems.append(f"patch_strategy {self.patch_strategy!r} not in {strategies}")
+        if self.local_backbone not in ("shared", "separate"):
+            problems.append(f"local_backbone {self.local_backbone!r}")
+        if self.suppression not in ("grid", "iou"):
+            problems.append(f"suppression {self.suppression!r}")
+        if self.input_size != 224:
+            problems.append("input_size must be 224 (the PSM assumes a 7x7 feature map)")
+        if problems:
+            raise ValueError("invalid model config: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys: {sorted(unknown)}")
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in data.items()
+        }
+        return cls(**values)
+
+
+class GLFFOutput(NamedTuple):
+    """Model outputs. ``K`` patches: 6 (psm, random), 5 (rsz448), 0 (cnn_aug).
+
+    logits: ``float [B]`` (label 1 = synthetic); boxes: ``float [B, K, 4]`` original pixels;
+    windows: ``int64 [B, K]``; activations: ``float [B, K]``; attention: ``float [B, K + 1]``
+    the global token's last-layer attention over patch tokens then itself.
+    """
+
+    logits: torch.Tensor
+    boxes: torch.Tensor
+    windows: torch.Tensor
+    activations: torch.Tensor
+    attention: torch.Tensor
+
+
+class GLFF(nn.Module):
+    """Global and local feature fusion detector (see module docstring)."""
+
+    def __init__(self, config: ModelConfig, backbone_weights: str | Path | None = None) -> None:
+        super().__init__()
+        if config.arch != "glff":
+            raise ValueError("GLFF needs arch='glff'")
+        self.config = config
+        self.channels_last = False
+        self.generator: torch.Generator | None = None
+        self.backbone = build_backbone(config.backbone, backbone_weights)
+        channels = self.backbone.out_channels
+        self.embed = nn.Linear(channels, config.embed_dim)
+        self.local_backbone: Backbone | None = None
+        self.local_embed: nn.Linear | None = None
+        if config.local_backbone == "separate":
+            self.local_backbone = build_backbone(config.backbone, backbone_weights)
+            self.local_embed = nn.Linear(channels, config.embed_dim)
+        self.fusion = AFFM(config.embed_dim, config.heads, config.ff_dim, config.depth)
+        self.head = nn.Linear(config.embed_dim, 1)
+
+    def _features(self, crops: torch.Tensor, local: bool) -> torch.Tensor:
+        """``[N, 3, S, S]`` crops in [0, 255] -> ``[N, C, 7, 7]`` feature maps."""
+        x = normalize(crops, self.config.mean, self.config.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        net = self.local_backbone if local and self.local_backbone is not None else self.backbone
+        return net(x)
+
+    def _embed(self, fmap: torch.Tensor, local: bool) -> torch.Tensor:
+        pooled = fmap.mean(dim=(2, 3))
+        layer = self.local_embed if local and self.local_embed is not None else self.embed
+        return F.relu(layer(pooled))
+
+    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
+        """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
+        cfg = self.config
+        sizes = sizes.to(pixels.device)
+        images = prepare_pixels(pixels, sizes)
+        square = central_squares(sizes).unsqueeze(1)  # [B, 1, 4]
+        b, s, k = images.shape[0], cfg.input_size, num_patches(cfg.patch_strategy)
+        if cfg.patch_strategy == "psm":
+            global_map = self._features(crop_and_resize(images, square, s)[:, 0], local=False)
+            selection = select_patches(
+                global_map.detach(),
+                sizes,
+                "psm",
+                suppression=cfg.suppression,  # type: ignore[arg-type]
+                iou_threshold=cfg.iou_threshold,
+            )
+            crops = crop_and_resize(images, selection.boxes, s).flatten(0, 1)
+            local_map = self._features(crops, local=True)
+        else:  # the boxes do not depend on the features: one crop call for all 7 views
+            selection = select_patches(
+                None, sizes, cfg.patch_strategy, grid=(s // 32, s // 32), generator=self.generator
+            )
+            crops = crop_and_resize(images, torch.cat([selection.boxes, square], dim=1), s)
+            if self.local_backbone is None:
+                maps = self._features(crops.flatten(0, 1), local=False).unflatten(0, (b, k + 1))
+                local_map, global_map = maps[:, :k].flatten(0, 1), maps[:, k]
+            else:
+                global_map = self._features(crops[:, k], local=False)
+                local_map = self._features(crops[:, :k].flatten(0, 1), local=True)
+            selection = with_activations(selection, global_map.detach(), sizes)
+        global_token = self._embed(global_map, local=False).unsqueeze(1)
+        local_tokens = self._embed(local_map, local=True).unflatten(0, (b, k))
+        fused, attention = self.fusion(torch.cat([local_tokens, global_token], dim=1))
+        logits = self.head(fused).squeeze(1).float()
+        return GLFFOutput(
+            logits, selection.boxes, selection.windows, selection.activations, attention
+        )
+
+
+class GlobalOnly(nn.Module):
+    """The CNN_aug baseline: backbone on the 224 global view -> average pool -> ``Linear(C, 1)``."""
+
+    def __init__(self, config: ModelConfig, backbone_weights: str | Path | None = None) -> None:
+        super().__init__()
+        if config.arch != "cnn_aug":
+            raise ValueError("GlobalOnly needs arch='cnn_aug'")
+        self.config = config
+        self.channels_last = False
+        self.backbone = build_backbone(config.backbone, backbone_weights)
+        self.head = nn.Linear(self.backbone.out_channels, 1)
+
+    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
+        sizes = sizes.to(pixels.device)
+        images = prepare_pixels(pixels, sizes)
+        crops = crop_and_resize(images, central_squares(sizes).unsqueeze(1), 224)[:, 0]
+        x = normalize(crops, self.config.mean, self.config.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = self.head(self.backbone(x).mean(dim=(2, 3))).squeeze(1).float()
+        b = logits.shape[0]
+        empty = logits.new_zeros(b, 0)
+        return GLFFOutput(
+            logits,
+            logits.new_zeros(b, 0, 4),
+            empty.long(),
+            empty,
+            logits.new_ones(b, 1),
+        )
+
+
+def build_model(
+    config: ModelConfig, backbone_weights: str | Path | None = None
+) -> GLFF | GlobalOnly:
+    """Build the model described by ``config`` (random or ImageNet-initialised backbone)."""
+    if config.arch == "cnn_aug":
+        return GlobalOnly(config, backbone_weights)
+    return GLFF(config, backbone_weights)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of distinct parameters (a shared backbone counts once)."""
+    return sum(p.numel() for p in model.parameters())
