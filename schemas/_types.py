@@ -64,11 +64,11 @@ def _lower(value: Any) -> Any:
 
 Sha256Hex = Annotated[
     str,
-    BeforeValidator(_lower),
     Field(
-        pattern=r"^[0-9a-f]{64}$",
+        pattern=r"^[0-9a-fA-F]{64}$",
         examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
     ),
+    BeforeValidator(_lower),
 ]
 """A SHA-256 digest as 64 lowercase hex characters (upper case is accepted and lowered)."""
 

@@ -76,8 +76,11 @@ def _lower(value: Any) -> Any:
 
 MediaType = Annotated[
     str,
+    Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]*/[A-Za-z0-9][A-Za-z0-9_!#$&^.+-]*$",
+        max_length=127,
+    ),
     BeforeValidator(_lower),
-    Field(pattern=r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$", max_length=127),
 ]
 """A MIME type without parameters, lower-cased, e.g. ``image/jpeg``."""
 

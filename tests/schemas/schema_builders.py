@@ -6,6 +6,7 @@ import hashlib
 from datetime import UTC, datetime
 
 from schemas import (
+    Box,
     ImageInfo,
     ModelStamp,
     Patch,
@@ -30,8 +31,20 @@ def make_verdict(score: float = 0.8, threshold: float = 0.5, **overrides: object
         "score": score,
         "threshold": threshold,
         "patches": [
-            Patch(rank=1, box=(10, 20, 138, 148), window=3, activation=2.5, attention=0.31),
-            Patch(rank=2, box=(300, 200, 385, 285), window=2, activation=1.25, attention=0.12),
+            Patch(
+                rank=1,
+                box=Box(x0=10, y0=20, x1=138, y1=148),
+                window=3,
+                activation=2.5,
+                attention=0.31,
+            ),
+            Patch(
+                rank=2,
+                box=Box(x0=300, y0=200, x1=385, y1=285),
+                window=2,
+                activation=1.25,
+                attention=0.12,
+            ),
         ],
         "global_attention": 0.57,
         "image": ImageInfo(sha256=PNG_SHA, width=640, height=480, format="PNG", size_bytes=64),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -90,7 +91,9 @@ def test_image_data_normalises_and_ignores_unknown_fields() -> None:
 
 
 def test_image_event_time_normalised_to_utc() -> None:
-    event = ImageEvent(id="e", source="s", time="2026-11-22T01:00:00+01:00", data=ImageData())
+    event = ImageEvent.model_validate(
+        {"id": "e", "source": "s", "time": "2026-11-22T01:00:00+01:00", "data": {}}
+    )
     assert event.time == datetime(2026, 11, 22, 0, 0, tzinfo=UTC)
     assert '"time":"2026-11-22T00:00:00Z"' in event.model_dump_json()
     assert event.schema_version == 1
@@ -132,7 +135,7 @@ def test_label_rule(score: float, threshold: float) -> None:
         {"produced_at": "2026-11-22T00:00:00"},
     ],
 )
-def test_verdict_refuses(overrides: dict[str, object]) -> None:
+def test_verdict_refuses(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         make_verdict(**overrides)
 
