@@ -27,22 +27,18 @@ if [[ -x "$target" ]]; then
     exit 0
 fi
 
-GO="${GO:-}"
-if [[ -z "$GO" ]]; then
-    if command -v go >/dev/null 2>&1; then
-        GO="$(command -v go)"
-    elif [[ -x /usr/local/go/bin/go ]]; then
-        GO=/usr/local/go/bin/go
-    else
-        cat >&2 <<MSG
-ensure-helm: no helm $HELM_VERSION in $BIN_DIR and no Go toolchain to build it.
+# $GO (if set) -> `go` on PATH -> /usr/local/go/bin/go.
+GO="${GO:-$(command -v go 2>/dev/null || echo /usr/local/go/bin/go)}"
+if [[ ! -x "$GO" ]]; then
+    cat >&2 <<MSG
+ensure-helm: no helm $HELM_VERSION in $BIN_DIR and no Go toolchain to build it (tried: $GO).
 Get helm one of these ways:
-  - install Go >= 1.24 (https://go.dev/dl/) and re-run: scripts/ensure-helm.sh
+  - install Go >= 1.26 (https://go.dev/dl/), put it on PATH or set GO=/path/to/go, and re-run
+    scripts/ensure-helm.sh: it builds helm from the Go module proxy into $BIN_DIR;
   - or download a helm v3 release (https://github.com/helm/helm/releases) and
     export HELM=/path/to/helm
 MSG
-        exit 1
-    fi
+    exit 1
 fi
 
 mkdir -p "$BIN_DIR"
