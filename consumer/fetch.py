@@ -1,0 +1,454 @@
+"""Claim-check image fetching over http(s), with hard limits and an SSRF guard.
+
+Errors (each carries the dead-letter ``code``, ``retryable`` and ``attempts``)::
+
+    FetchError
+     ├── FetchFailedError       fetch_failed      HTTP error status, DNS, connection, TLS,
+     │                                            too many redirects (5xx/429/connect: retried)
+     ├── FetchForbiddenError    fetch_forbidden   scheme, credentials in URL, SSRF guard, refs off
+     ├── FetchTimeoutError      fetch_timeout     the attempt's wall-clock budget ran out
+     ├── FetchTooLargeError     fetch_too_large   declared or streamed body above max_bytes
+     └── ChecksumMismatchError  checksum_mismatch size or sha256 differ from the event
+
+Limits: one attempt (all redirects, headers and body) has a wall-clock deadline enforced on
+every socket operation; the body is streamed and abandoned past ``max_bytes``; each redirect
+is re-vetted; the connection goes to the vetted address (TLS still verifies the host name).
+Only transient failures are retried (tenacity, exponential backoff with jitter, ``Retry-After``
+honoured up to the backoff cap). One connection per fetch; thread-safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import io
+import random
+import socket
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+from urllib.parse import quote, urljoin, urlsplit
+
+from pydantic import BaseModel, Field, IPvAnyNetwork
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+)
+
+from consumer.ssrf import AddressPolicy, ForbiddenAddressError, IPAddress, Resolver, system_resolver
+from schemas import ErrorCode
+
+__all__ = [
+    "ChecksumMismatchError",
+    "FetchError",
+    "FetchFailedError",
+    "FetchForbiddenError",
+    "FetchSettings",
+    "FetchTimeoutError",
+    "FetchTooLargeError",
+    "FetchedImage",
+    "ImageFetcher",
+]
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_CHUNK = 64 * 1024
+
+
+class FetchSettings(BaseModel):
+    """Limits and policy of claim-check fetches (``SYNTHSCAN_FETCH__*`` in the service)."""
+
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Wall-clock budget of one attempt: connect, TLS, redirects, headers and body."""
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    """Budget of one TCP connect (within ``timeout_s``)."""
+    max_total_s: Annotated[float, Field(gt=0)] = 30.0
+    """Budget of the whole fetch including retries and backoff."""
+    max_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
+    """Largest body accepted; bigger ones are abandoned (``fetch_too_large``)."""
+    max_redirects: Annotated[int, Field(ge=0, le=20)] = 3
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Extra attempts after the first, for transient failures only (connect, 5xx, 429)."""
+    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.2
+    backoff_max_s: Annotated[float, Field(ge=0)] = 2.0
+    allow_hosts: list[str] = Field(default_factory=list)
+    """Host names exempt from the SSRF address check (e.g. an in-cluster object store)."""
+    allow_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Networks exempt from the SSRF address check (tests and the demo: ``127.0.0.1/32``)."""
+    object_base_url: str | None = None
+    """Base URL that event ``ref`` object keys are resolved against; None refuses refs."""
+    user_agent: str = "synthscan-fetch/1"
+    ca_file: str | None = None
+    """PEM bundle to verify TLS servers with, instead of the system store."""
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedImage:
+    """A fetched body and how it was obtained."""
+
+    data: bytes
+    content_type: str | None
+    final_url: str
+    """URL after redirects."""
+    status: int
+    attempts: int
+    elapsed_ms: float
+    """Whole fetch, retries and backoff included."""
+    sha256: str
+
+
+class FetchError(Exception):
+    """Base of fetch failures; ``code`` is the dead-letter reason."""
+
+    code: ErrorCode = ErrorCode.FETCH_FAILED
+
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+        self.attempts = 1
+
+
+class FetchFailedError(FetchError):
+    """The server or network failed, or the response was unusable."""
+
+    code = ErrorCode.FETCH_FAILED
+
+
+class FetchForbiddenError(FetchError):
+    """The URL is refused by policy before any connection is made."""
+
+    code = ErrorCode.FETCH_FORBIDDEN
+
+
+class FetchTimeoutError(FetchError):
+    """The attempt's wall-clock budget ran out."""
+
+    code = ErrorCode.FETCH_TIMEOUT
+
+
+class FetchTooLargeError(FetchError):
+    """The body is larger than ``max_bytes``."""
+
+    code = ErrorCode.FETCH_TOO_LARGE
+
+
+class ChecksumMismatchError(FetchError):
+    """The body differs from the size or sha256 declared in the event."""
+
+    code = ErrorCode.CHECKSUM_MISMATCH
+
+
+class ImageFetcher:
+    """Fetches claim-check images; safe to share between threads."""
+
+    def __init__(
+        self,
+        settings: FetchSettings | None = None,
+        *,
+        resolver: Resolver = system_resolver,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.settings = settings or FetchSettings()
+        self.policy = AddressPolicy.from_lists(self.settings.allow_hosts, self.settings.allow_cidrs)
+        self._resolver = resolver
+        self._sleep = sleep
+        self._tls = ssl.create_default_context(cafile=self.settings.ca_file)
+
+    def fetch(
+        self, url: str, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> bytes:
+        """The image bytes at ``url`` (see :meth:`fetch_image`)."""
+        return self.fetch_image(url, expected_sha256, expected_size).data
+
+    def fetch_image(
+        self, url: str, expected_sha256: str | None = None, expected_size: int | None = None
+    ) -> FetchedImage:
+        """Fetch ``url``, retrying transient failures; verify size/sha256 when given.
+
+        Raises a :class:`FetchError` subclass whose ``attempts`` says how many were made.
+        """
+        s = self.settings
+        if expected_size is not None and expected_size > s.max_bytes:
+            raise FetchTooLargeError(f"event declares {expected_size} bytes, limit {s.max_bytes}")
+        started = time.monotonic()
+        retrying = Retrying(
+            stop=stop_after_attempt(s.retries + 1) | stop_after_delay(s.max_total_s),
+            wait=self._backoff,
+            retry=retry_if_exception(lambda e: isinstance(e, FetchError) and e.retryable),
+            sleep=self._sleep,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    deadline = min(time.monotonic() + s.timeout_s, started + s.max_total_s)
+                    status, ctype, final_url, data = self._attempt(url, deadline, expected_size)
+        except FetchError as exc:
+            exc.attempts = attempts
+            raise
+        digest = hashlib.sha256(data).hexdigest()
+        if expected_sha256 is not None and digest != expected_sha256.lower():
+            error = ChecksumMismatchError(f"sha256 of {final_url} differs from the event")
+            error.attempts = attempts
+            raise error
+        elapsed_ms = (time.monotonic() - started) * 1000.0
+        return FetchedImage(data, ctype, final_url, status, attempts, elapsed_ms, digest)
+
+    def resolve_ref(self, ref: str) -> str:
+        """The URL of an object-store key under ``object_base_url``."""
+        base = self.settings.object_base_url
+        if not base:
+            raise FetchForbiddenError("object refs are not enabled (no fetch.object_base_url)")
+        return urljoin(base if base.endswith("/") else base + "/", quote(ref, safe="/-._~"))
+
+    def _backoff(self, state: RetryCallState) -> float:
+        s = self.settings
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, FetchError) and exc.retry_after_s is not None:
+            return min(exc.retry_after_s, s.backoff_max_s)
+        base = min(s.backoff_max_s, s.backoff_initial_s * 2 ** (state.attempt_number - 1))
+        return base / 2 + random.uniform(0, base / 2)  # exponential, "equal jitter"
+
+    def _attempt(
+        self, url: str, deadline: float, expected_size: int | None
+    ) -> tuple[int, str | None, str, bytes]:
+        """One attempt: follow up to ``max_redirects`` redirects, vetting every hop."""
+        current = url
+        for _ in range(self.settings.max_redirects + 1):
+            target = self._vet(current)
+            status, headers, body = self._request(target, deadline, expected_size)
+            if status not in _REDIRECTS:
+                return status, headers.get("content-type"), current, body
+            location = headers.get("location")
+            if not location:
+                raise FetchFailedError(f"HTTP {status} without Location from {current}")
+            current = urljoin(current, location.strip())
+        raise FetchFailedError(f"more than {self.settings.max_redirects} redirects from {url}")
+
+    def _vet(self, url: str) -> _Target:
+        if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
+            raise FetchFailedError("URL contains whitespace or control characters")
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in ("http", "https"):
+            raise FetchForbiddenError(f"scheme {scheme!r} is not allowed (http, https only)")
+        if parts.username is not None or parts.password is not None:
+            raise FetchForbiddenError("credentials in the URL are not allowed")
+        host = parts.hostname
+        if not host:
+            raise FetchFailedError(f"URL has no host: {url}")
+        try:
+            port = parts.port or (443 if scheme == "https" else 80)
+        except ValueError as exc:
+            raise FetchFailedError(f"bad port in URL: {exc}") from None
+        try:
+            addresses = self.policy.resolve(host, port, self._resolver)
+        except ForbiddenAddressError as exc:
+            raise FetchForbiddenError(str(exc)) from None
+        except (socket.gaierror, UnicodeError) as exc:
+            transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
+            raise FetchFailedError(f"cannot resolve {host}: {exc}", retryable=transient) from None
+        path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        return _Target(scheme, host, port, tuple(addresses), path)
+
+    def _request(
+        self, target: _Target, deadline: float, expected_size: int | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        conn = _PinnedConnection(target, deadline, self.settings.connect_timeout_s, self._tls)
+        response: http.client.HTTPResponse | None = None
+        try:
+            conn.request("GET", target.path, headers=self._headers())
+            response = conn.getresponse()
+            status = response.status
+            headers = {k.lower(): v for k, v in response.getheaders()}
+            if status in _REDIRECTS:
+                return status, headers, b""
+            _check_status(status, headers, target)
+            return status, headers, self._read_body(response, headers, expected_size)
+        except FetchError:
+            raise
+        except _ConnectError as exc:
+            raise FetchFailedError(
+                f"cannot connect to {target.host}: {exc.__cause__}", retryable=True
+            ) from None
+        except TimeoutError:
+            raise FetchTimeoutError(f"fetch from {target.host} exceeded its time budget") from None
+        except ssl.SSLError as exc:
+            raise FetchFailedError(f"TLS error with {target.host}: {exc}") from None
+        except (ConnectionError, http.client.IncompleteRead) as exc:
+            raise FetchFailedError(
+                f"connection to {target.host} broke: {exc!r}", retryable=True
+            ) from None
+        except (OSError, http.client.HTTPException) as exc:
+            raise FetchFailedError(f"bad response from {target.host}: {exc!r}") from None
+        finally:
+            if response is not None:
+                response.close()
+            conn.close()
+
+    def _headers(self) -> dict[str, str]:
+        return {
+            "User-Agent": self.settings.user_agent,
+            "Accept": "image/*, */*;q=0.5",
+            "Accept-Encoding": "identity",
+            "Connection": "close",
+        }
+
+    def _read_body(
+        self, response: http.client.HTTPResponse, headers: dict[str, str], expected: int | None
+    ) -> bytes:
+        limit = self.settings.max_bytes
+        declared = _int_or_none(headers.get("content-length"))
+        if declared is not None and declared > limit:
+            raise FetchTooLargeError(f"Content-Length {declared} exceeds the limit {limit}")
+        if declared is not None and expected is not None and declared != expected:
+            raise ChecksumMismatchError(f"Content-Length {declared}, event says {expected}")
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := response.read(_CHUNK):
+            total += len(chunk)
+            if total > limit:
+                raise FetchTooLargeError(f"body exceeds the limit of {limit} bytes")
+            if expected is not None and total > expected:
+                raise ChecksumMismatchError(f"body exceeds the {expected} bytes the event says")
+            chunks.append(chunk)
+        if declared is not None and total != declared:
+            raise FetchFailedError(f"body ended after {total} of {declared} bytes", retryable=True)
+        if expected is not None and total != expected:
+            raise ChecksumMismatchError(f"body is {total} bytes, event says {expected}")
+        return b"".join(chunks)
+
+
+def _check_status(status: int, headers: dict[str, str], target: _Target) -> None:
+    if status == 429 or 500 <= status <= 599:
+        retry_after = _int_or_none(headers.get("retry-after"))
+        raise FetchFailedError(
+            f"HTTP {status} from {target.host}",
+            retryable=True,
+            retry_after_s=float(retry_after) if retry_after is not None else None,
+        )
+    if not 200 <= status < 300 or status in (204, 206):
+        raise FetchFailedError(f"HTTP {status} from {target.host}{target.path}")
+
+
+def _int_or_none(text: str | None) -> int | None:
+    if text is None or not text.strip().isdigit():
+        return None
+    return int(text.strip())
+
+
+@dataclass(frozen=True, slots=True)
+class _Target:
+    scheme: str
+    host: str
+    port: int
+    addresses: tuple[IPAddress, ...]
+    path: str
+
+
+class _ConnectError(Exception):
+    """Connecting failed (refused, unreachable, connect timeout): a transient failure."""
+
+
+class _PinnedConnection(http.client.HTTPConnection):
+    """An HTTP(S) connection to a vetted address, with a deadline on every socket operation."""
+
+    def __init__(
+        self, target: _Target, deadline: float, connect_timeout: float, tls: ssl.SSLContext
+    ) -> None:
+        super().__init__(target.host, target.port)
+        self.default_port = 443 if target.scheme == "https" else 80  # Host header form
+        self._target = target
+        self._deadline = deadline
+        self._connect_timeout = connect_timeout
+        self._tls = tls
+
+    def connect(self) -> None:
+        last: OSError | None = None
+        for address in self._target.addresses:
+            remaining = self._deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("deadline reached while connecting")
+            try:
+                sock = socket.create_connection(
+                    (str(address), self._target.port), timeout=min(self._connect_timeout, remaining)
+                )
+            except OSError as exc:
+                last = exc
+                continue
+            if self._target.scheme == "https":
+                sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
+                sock = self._tls.wrap_socket(sock, server_hostname=self._target.host)
+            self.sock = _DeadlineSocket(sock, self._deadline)
+            return
+        raise _ConnectError() from last
+
+
+class _DeadlineSocket:
+    """Socket facade for http.client: each send/recv gets the time left until the deadline.
+
+    Like a real socket, it stays open while a file made by :meth:`makefile` is open, because
+    http.client closes the connection before the body of a ``Connection: close`` response is read.
+    """
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self._sock = sock
+        self._deadline = deadline
+        self._files = 0
+        self._closing = False
+
+    def _arm(self) -> None:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("deadline reached")
+        self._sock.settimeout(remaining)
+
+    def sendall(self, data: Any) -> None:
+        self._arm()
+        self._sock.sendall(data)
+
+    def recv_into(self, buffer: Any) -> int:
+        self._arm()
+        return self._sock.recv_into(buffer)
+
+    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
+        self._files += 1
+        return io.BufferedReader(_DeadlineReader(self))
+
+    def file_closed(self) -> None:
+        self._files -= 1
+        if self._closing and self._files <= 0:
+            self._sock.close()
+
+    def close(self) -> None:
+        self._closing = True
+        if self._files <= 0:
+            self._sock.close()
+
+
+class _DeadlineReader(io.RawIOBase):
+    def __init__(self, sock: _DeadlineSocket) -> None:
+        self._sock: _DeadlineSocket | None = sock
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._sock is None:
+            raise ValueError("I/O operation on closed file")
+        return self._sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            sock, self._sock = self._sock, None
+            sock.file_closed()
+        super().close()
