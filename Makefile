@@ -50,7 +50,7 @@ format: install
 	$(BIN)/ruff format .
 
 demo: install
-	$(BIN)/python scripts/demo.py
+	PYTHONPATH=. $(BIN)/python scripts/demo.py
 
 schemas: install
 	$(BIN)/python -m schemas export

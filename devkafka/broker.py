@@ -66,7 +66,9 @@ def fetch_jars() -> None:
     if any(LIBS.glob("kafka_2.13-*.jar")):
         return
     if shutil.which("mvn") is None:
-        raise BrokerError("Maven not found: install Maven (Debian/Ubuntu: `apt-get install maven`).")
+        raise BrokerError(
+            "Maven not found: install Maven (Debian/Ubuntu: `apt-get install maven`)."
+        )
     subprocess.run(
         ["mvn", "-q", "-B", "-f", str(ROOT / "pom.xml"), "dependency:copy-dependencies"],
         check=True,
@@ -143,7 +145,15 @@ class KafkaBroker:
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
-            [*self._java(), "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(props)],
+            [
+                *self._java(),
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster_id,
+                "-c",
+                str(props),
+            ],
             capture_output=True,
             text=True,
         )
@@ -173,7 +183,9 @@ class KafkaBroker:
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise BrokerError(f"broker exited with {self.process.returncode}:\n{self.log_tail()}")
+                raise BrokerError(
+                    f"broker exited with {self.process.returncode}:\n{self.log_tail()}"
+                )
             try:
                 metadata = admin.list_topics(timeout=2)
                 if metadata.brokers:

@@ -1,0 +1,286 @@
+"""``make demo``: a local Kafka broker, sample image events, the detector service, verdicts.
+
+1. starts a real single-node Kafka broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``);
+2. publishes one image event per picture in ``DEMO_IMAGES`` (default: scikit-image's sample
+   photos), mixing the event formats: binary mode with the raw image, binary mode by URL,
+   structured mode with base64, structured mode by URL (served from a local HTTP server),
+   plus two bad events to show the dead-letter path;
+3. runs the service (``consumer.Service``) with the demo checkpoint until every event has a
+   verdict or a dead letter;
+4. prints one line per verdict and writes ``demo-out/index.html`` with each image, its verdict
+   and its patch boxes drawn.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import html
+import os
+import shutil
+import sys
+import threading
+import time
+import uuid
+from base64 import b64encode
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from consumer.logs import configure_logging
+from consumer.service import Service
+from consumer.settings import ServiceSettings
+from consumer.tail import format_record
+from devkafka.broker import KafkaBroker
+from schemas import DeadLetter, ImageData, ImageEvent, Verdict, decode_dead_letter, decode_verdict
+from schemas.cloudevents import encode_image_event
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "demo-out"
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+SKIMAGE_SAMPLES = (
+    "astronaut.png",
+    "chelsea.png",
+    "coffee.png",
+    "rocket.jpg",
+    "hubble_deep_field.jpg",
+    "motorcycle_left.png",
+    "camera.png",
+    "logo.png",
+)
+TOPIC_IMAGES, TOPIC_VERDICTS, TOPIC_DLQ = "demo.images", "demo.verdicts", "demo.images.dlq"
+
+
+def demo_images() -> list[Path]:
+    """``DEMO_IMAGES`` (a folder) or scikit-image's bundled sample photos."""
+    folder = os.environ.get("DEMO_IMAGES")
+    if folder:
+        paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
+            sys.exit(f"DEMO_IMAGES={folder} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        return paths
+    import skimage.data
+
+    data_dir = Path(skimage.data.__file__).parent
+    return [data_dir / name for name in SKIMAGE_SAMPLES if (data_dir / name).exists()]
+
+
+@contextmanager
+def kafka() -> Iterator[str]:
+    """The bootstrap servers of ``KAFKA_BOOTSTRAP_SERVERS`` or of a broker started here."""
+    external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if external:
+        yield external
+        return
+    data_dir = ROOT / ".run" / "demo-kafka"
+    shutil.rmtree(data_dir, ignore_errors=True)
+    broker = KafkaBroker(data_dir)
+    broker.start()
+    print(f"[demo] Kafka broker up at {broker.bootstrap_servers} in {broker.started_in_s:.1f}s")
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+        print("[demo] Kafka broker stopped")
+
+
+@contextmanager
+def image_server(folder: Path) -> Iterator[str]:
+    """Serve ``folder`` over HTTP on 127.0.0.1 (the claim-check store of the demo)."""
+    handler = functools.partial(_QuietHandler, directory=str(folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path | None]:
+    """Publish one event per image in rotating formats, plus two bad events."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    topics = [
+        NewTopic(TOPIC_IMAGES, 3, 1),
+        NewTopic(TOPIC_VERDICTS, 1, 1),
+        NewTopic(TOPIC_DLQ, 1, 1),
+    ]
+    for future in admin.create_topics(topics).values():
+        future.result(timeout=30)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    sent: dict[str, Path | None] = {}
+    styles = ("binary/raw", "binary/url", "structured/base64", "structured/url")
+    for i, path in enumerate(images):
+        style = styles[i % len(styles)]
+        raw = path.read_bytes()
+        by_url = style.endswith("url")
+        data = ImageData(
+            content_id=path.name,
+            url=f"{base_url}/{path.name}" if by_url else None,
+            data=None if by_url else raw,
+            sha256=hashlib.sha256(raw).hexdigest(),
+            size_bytes=len(raw),
+            platform="demo",
+        )
+        event = ImageEvent(id=str(uuid.uuid4()), source="synthscan/demo", data=data)
+        mode, inline = style.split("/")
+        value, headers = encode_image_event(
+            event,
+            mode="binary" if mode == "binary" else "structured",
+            inline="raw" if inline == "raw" else "base64",
+        )
+        producer.produce(TOPIC_IMAGES, value=value, headers=headers, key=path.name.encode())
+        sent[event.id] = path
+        print(f"[demo] published {event.id}  {style:<18} {path.name} ({len(raw) // 1024} KiB)")
+    bad = ImageEvent(
+        id=str(uuid.uuid4()),
+        source="synthscan/demo",
+        data=ImageData(content_id="missing.png", url=f"{base_url}/missing.png"),
+    )
+    value, headers = encode_image_event(bad, mode="structured")
+    producer.produce(TOPIC_IMAGES, value=value, headers=headers)
+    sent[bad.id] = None
+    producer.produce(
+        TOPIC_IMAGES,
+        value=b"{not json",
+        headers=[("content-type", b"application/cloudevents+json")],
+    )
+    sent["(malformed)"] = None
+    print("[demo] published 2 bad events: a URL that 404s, a value that is not JSON")
+    producer.flush(30)
+    return sent
+
+
+def collect(
+    bootstrap: str, expected: int, timeout_s: float
+) -> tuple[list[Verdict], list[DeadLetter]]:
+    """Read verdicts and dead letters until ``expected`` records arrived (or time runs out)."""
+    reader = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"demo-reader-{uuid.uuid4()}",
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    reader.subscribe([TOPIC_VERDICTS, TOPIC_DLQ])
+    verdicts: list[Verdict] = []
+    dead: list[DeadLetter] = []
+    deadline = time.monotonic() + timeout_s
+    while len(verdicts) + len(dead) < expected and time.monotonic() < deadline:
+        msg = reader.poll(0.5)
+        if msg is None or msg.error() is not None:
+            if msg is not None and msg.error().code() != KafkaError._PARTITION_EOF:
+                print(f"[demo] reader error: {msg.error()}")
+            continue
+        if msg.topic() == TOPIC_VERDICTS:
+            verdict = decode_verdict(msg.value(), msg.headers())
+            verdicts.append(verdict)
+            print(f"[demo] verdict  {format_record(verdict)}")
+        else:
+            letter = decode_dead_letter(msg.value(), msg.headers())
+            dead.append(letter)
+            print(f"[demo] dead letter  {format_record(letter)}")
+    reader.close()
+    return verdicts, dead
+
+
+def write_html(
+    verdicts: list[Verdict], dead: list[DeadLetter], sent: dict[str, Path | None]
+) -> Path:
+    """One card per image: the picture with its 6 patch boxes drawn (SVG), verdict and scores."""
+    OUT.mkdir(exist_ok=True)
+    cards = []
+    for verdict in sorted(verdicts, key=lambda v: -v.score):
+        path = sent.get(verdict.event_id)
+        if path is None:
+            continue
+        mime = "image/jpeg" if path.suffix.lower() in {".jpg", ".jpeg"} else "image/png"
+        src = f"data:{mime};base64,{b64encode(path.read_bytes()).decode()}"
+        w, h = verdict.image.width, verdict.image.height
+        boxes = "".join(
+            f'<rect x="{p.box.x0}" y="{p.box.y0}" width="{p.box.x1 - p.box.x0}" '
+            f'height="{p.box.y1 - p.box.y0}" class="w{p.window}"/>'
+            f'<text x="{p.box.x0 + 4}" y="{p.box.y0 + 18}">#{p.rank} {p.attention:.2f}</text>'
+            for p in verdict.patches
+        )
+        rows = "".join(
+            f"<tr><td>#{p.rank}</td><td>{p.window}x{p.window}</td><td>{p.box.as_tuple()}</td>"
+            f"<td>{p.activation:.3f}</td><td>{p.attention:.3f}</td></tr>"
+            for p in verdict.patches
+        )
+        cards.append(
+            f'<div class="card {verdict.label}"><h2>{html.escape(path.name)}: {verdict.label} '
+            f"({verdict.score:.3f}, threshold {verdict.threshold:.3f})</h2>"
+            f'<svg viewBox="0 0 {w} {h}" width="{min(w, 480)}"><image href="{src}" width="{w}" '
+            f'height="{h}"/>{boxes}</svg><table><tr><th>rank</th><th>window</th><th>box</th>'
+            f"<th>activation</th><th>attention</th></tr>{rows}</table>"
+            f"<p>global token attention {verdict.global_attention:.3f}; model "
+            f"{html.escape(verdict.model.name)} {html.escape(verdict.model.version)}</p></div>"
+        )
+    letters = "".join(f"<li><b>{d.code.value}</b>: {html.escape(d.message)}</li>" for d in dead)
+    page = OUT / "index.html"
+    page.write_text(
+        "<!doctype html><meta charset='utf-8'><title>synthscan demo</title><style>"
+        "body{font-family:sans-serif;margin:2em}.card{border:1px solid #ccc;padding:1em;"
+        "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}"
+        "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}"
+        "text{fill:#ff0;font-size:16px;paint-order:stroke;stroke:#000;stroke-width:3px}"
+        "td,th{padding:0 .6em;text-align:right}</style>"
+        f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
+        "<p>Boxes: magenta = 3x3 windows (224 px patches), cyan = 2x2 windows (112 px patches), "
+        "numbered by fusion attention rank. The demo checkpoint is a small research model "
+        "(see MODEL_CARD.md), not a production detector.</p>"
+        f"{''.join(cards)}<h2>Dead letters</h2><ul>{letters}</ul>"
+    )
+    return page
+
+
+def main() -> int:
+    images = demo_images()
+    began = time.monotonic()
+    with kafka() as bootstrap, image_server(images[0].parent) as base_url:
+        sent = publish(bootstrap, images, base_url)
+        settings = ServiceSettings.load(
+            [
+                f"kafka.bootstrap_servers={bootstrap}",
+                f"kafka.group_id=demo-{uuid.uuid4().hex[:8]}",
+                f'kafka.input_topics=["{TOPIC_IMAGES}"]',
+                f"kafka.verdict_topic={TOPIC_VERDICTS}",
+                f"kafka.dead_letter_topic={TOPIC_DLQ}",
+                'fetch.allow_cidrs=["127.0.0.1/32"]',
+                "fetch.retries=0",
+                "http.port=0",
+                "logging.level=warning",
+            ]
+        )
+        configure_logging(settings.logging.level, "console")
+        service = Service(settings)
+        thread = service.start()
+        print(f"[demo] service starting: checkpoint {settings.model.checkpoint.name}")
+        verdicts, dead = collect(bootstrap, expected=len(sent), timeout_s=300)
+        service.stop()
+        thread.join(timeout=settings.shutdown.grace_s + 5)
+    page = write_html(verdicts, dead, sent)
+    synthetic = sum(v.label == "synthetic" for v in verdicts)
+    print(
+        f"[demo] {len(sent)} events -> {len(verdicts)} verdicts ({synthetic} synthetic, "
+        f"{len(verdicts) - synthetic} real) + {len(dead)} dead letters in "
+        f"{time.monotonic() - began:.1f}s; page: {page.relative_to(ROOT)}"
+    )
+    return 0 if len(verdicts) + len(dead) == len(sent) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
