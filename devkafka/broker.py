@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def check_prerequisites() -> None:
-    """Raise :class:`BrokerError` saying exactly what to install when Java or the jars are missing."""
+    """Raise :class:`BrokerError` saying what to install when Java or the jars are missing."""
     java = shutil.which("java")
     if java is None:
         raise BrokerError(
@@ -190,7 +190,7 @@ class KafkaBroker:
                 metadata = admin.list_topics(timeout=2)
                 if metadata.brokers:
                     return
-            except Exception:  # noqa: BLE001 - not up yet
+            except Exception:
                 time.sleep(0.2)
         raise BrokerError(f"broker did not answer in time:\n{self.log_tail()}")
 
