@@ -240,6 +240,8 @@ def _build(
     encoding: Encoding | None,
     others: dict[str, str],
 ) -> ParsedImageEvent:
+    if "specversion" not in context:
+        raise EventError(ErrorCode.SCHEMA_VIOLATION, "specversion: missing")
     try:
         event = ImageEvent.model_validate({**context, "data": data})
     except ValidationError as exc:

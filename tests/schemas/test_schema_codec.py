@@ -96,7 +96,7 @@ def image_events(draw: st.DrawFn) -> ImageEvent:
     )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     event=image_events(),
     mode=st.sampled_from(["binary", "structured"]),
@@ -226,6 +226,18 @@ ERROR_CASES: list[tuple[str, bytes | None, Sequence[tuple[str, bytes | None]], E
     ("json array", b"[1]", [*CE, JSON_CT], ErrorCode.SCHEMA_VIOLATION),
     ("not a cloudevent", PNG, [("content-type", b"image/png")], ErrorCode.SCHEMA_VIOLATION),
     ("no headers, plain bytes", b"hello", [], ErrorCode.SCHEMA_VIOLATION),
+    (
+        "null ce_specversion",
+        PNG,
+        [("ce_specversion", None), *_BIN_PNG[1:]],
+        ErrorCode.SCHEMA_VIOLATION,
+    ),
+    (
+        "structured without specversion",
+        _j({"id": "e", "source": "s", "type": "t", "data": {"url": "http://h/x"}}),
+        [STRUCTURED_CT],
+        ErrorCode.SCHEMA_VIOLATION,
+    ),
     ("missing ce_id", PNG, [h for h in _BIN_PNG if h[0] != "ce_id"], ErrorCode.SCHEMA_VIOLATION),
     (
         "bad specversion",
