@@ -83,8 +83,10 @@ def decode_image(data: ImageInput, limits: ImageLimits = ImageLimits()) -> Decod
         image = Image.open(io.BytesIO(raw))
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"decompression bomb: {exc}") from exc
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise ImageDecodeError(f"not a decodable image ({type(exc).__name__})") from exc
+    except UnidentifiedImageError as exc:
+        raise ImageDecodeError("not a decodable image (unidentified format)") from exc
+    except Exception as exc:  # a hostile file must give a typed error, whatever PIL raises
+        raise ImageDecodeError(f"not a decodable image ({type(exc).__name__}: {exc})") from exc
     with image:
         return _decode_pil(image, limits, fmt=image.format or "", sha256=digest, check_format=True)
 
@@ -126,7 +128,7 @@ def _decode_pil(
         rgb = _to_rgb(ImageOps.exif_transpose(image))
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"decompression bomb: {exc}") from exc
-    except (OSError, ValueError, SyntaxError, EOFError, KeyError, IndexError) as exc:
+    except Exception as exc:  # truncated data, broken EXIF, codec errors: all per-image failures
         raise ImageDecodeError(f"cannot decode {fmt or 'image'}: {exc}") from exc
     array = np.asarray(rgb, dtype=np.uint8)
     pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
