@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -45,6 +47,38 @@ def _values_args(values: str | Path | None, sets: dict[str, str] | None) -> list
     for key, val in (sets or {}).items():
         args += ["--set", f"{key}={val}"]
     return args
+
+
+@pytest.fixture(scope="session")
+def kubecheck_bin() -> str:
+    """Path of tests/helm/kubecheck built with Go (cached by source hash, like helm)."""
+    source = Path(__file__).parent / "kubecheck"
+    digest = hashlib.sha256(
+        b"".join((source / name).read_bytes() for name in ("main.go", "go.mod", "go.sum"))
+    ).hexdigest()[:12]
+    cache = Path(os.environ.get("SYNTHSCAN_HELM_BIN_DIR", Path.home() / ".cache/synthscan/bin"))
+    target = cache / f"kubecheck-{digest}"
+    if target.exists():
+        return str(target)
+    go = os.environ.get("GO") or shutil.which("go") or "/usr/local/go/bin/go"
+    if not Path(go).exists():
+        pytest.fail(
+            "kubecheck (strict Kubernetes schema check of the rendered chart) needs the Go "
+            "toolchain >= 1.26 to build once: install it from https://go.dev/dl/ or set GO."
+        )
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".partial")
+    proc = subprocess.run(
+        [go, "build", "-mod=readonly", "-trimpath", "-o", str(partial), "."],
+        cwd=source,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+    )
+    assert proc.returncode == 0, f"building kubecheck failed:\n{proc.stderr[-4000:]}"
+    partial.rename(target)
+    return str(target)
 
 
 @pytest.fixture(scope="session")
