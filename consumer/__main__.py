@@ -1,9 +1,11 @@
-"""Command line: ``python -m consumer {run,tail}``.
+"""Command line: ``python -m consumer {run,tail,replay}``.
 
 - ``run [--set section.key=value ...]``: the service (settings from ``SYNTHSCAN_*`` env, then
   ``--set`` overrides); stops cleanly on SIGTERM/SIGINT.
 - ``tail --topic verdicts [--count N]``: print one line per verdict (label, score, top patch)
   or dead letter; exits after N records or ``--timeout`` seconds without one.
+- ``replay --topic T --from ... --to ... --output-file F [--compare]``: audit replay (see
+  :mod:`consumer.replay.cli`).
 """
 
 from __future__ import annotations
@@ -74,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tail.add_argument("--latest", action="store_true", help="only records written from now on")
     tail.set_defaults(func=_tail)
+    from consumer.replay.cli import register as register_replay
+
+    register_replay(sub)
     return parser
 
 

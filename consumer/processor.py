@@ -78,11 +78,12 @@ class StreamProcessor:
         log.info("subscribed", topics=self._topics)
         try:
             while not stop.is_set():
-                self._run_once()
+                self.run_once()
         finally:
             self._shutdown(grace_s)
 
-    def _run_once(self) -> None:
+    def run_once(self) -> None:
+        """One loop turn: heartbeat, consume, submit, poll the pipeline, resume if drained."""
         self._health.beat()
         self._offer_carried()
         for msg in self._consumer.consume(self._consume_batch, self._poll_timeout()):

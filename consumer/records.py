@@ -114,6 +114,7 @@ class RecordFactory:
                 batch_size=item.timings.batch_size,
             ),
             produced_at=datetime.now(UTC),
+            cached=getattr(pred, "cached", False),
             metadata=data.metadata,
         )
         key, value, headers = encode_verdict(verdict)

@@ -20,6 +20,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 import structlog
+import torch
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.backpressure import Backpressure
@@ -29,6 +30,7 @@ from consumer.errors import ConfigurationError
 from consumer.fetch import ImageFetcher
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
+from consumer.latest_verdicts import ensure_compacted_topic
 from consumer.metrics import Metrics
 from consumer.processor import StreamProcessor
 from consumer.records import RecordFactory, model_stamp
@@ -39,6 +41,7 @@ from consumer.steps.detect import DetectStep, Predictor
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
+from consumer.verdict_cache import with_cache
 from detector import Detector, ImageLimits, ModelInfo
 
 __all__ = ["LoadedDetector", "Service"]
@@ -130,6 +133,8 @@ class Service:
             if not model.checkpoint.is_file():
                 raise ConfigurationError(f"checkpoint not found: {model.checkpoint}")
             began = time.monotonic()
+            if model.torch_threads is not None:
+                torch.set_num_threads(model.torch_threads)
             detector = Detector.from_checkpoint(
                 model.checkpoint,
                 device=model.device,
@@ -166,6 +171,8 @@ class Service:
         kafka = self.settings.kafka
         if kafka.exactly_once:
             raise ConfigurationError("kafka.exactly_once is not implemented yet")
+        if kafka.latest_verdict_topic is not None:
+            ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
         tracker = CommitTracker()
         holder: dict[str, CommitStep] = {}
         conf = consumer_config(kafka)
@@ -220,7 +227,8 @@ class Service:
             kafka.latest_verdict_topic,
         )
         produce = ProduceStep(producer, records, commit, self.metrics, is_live)
-        detect = DetectStep(detector, produce, self.metrics, is_live)
+        predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
+        detect = DetectStep(predictor, produce, self.metrics, is_live)
         batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
         fetcher = ImageFetcher(self.settings.fetch)
         fetch = FetchDecodeStep(

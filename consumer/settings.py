@@ -20,6 +20,7 @@ from consumer.fetch import FetchSettings
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "BatchingSettings",
+    "CacheSettings",
     "DecodeSettings",
     "HttpSettings",
     "KafkaSettings",
@@ -121,6 +122,7 @@ class ModelSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     warmup: bool = True
+    torch_threads: int | None = Field(None, ge=1)
 
 
 class DecodeSettings(_Section):
@@ -147,6 +149,13 @@ class ShutdownSettings(_Section):
     grace_s: float = Field(25.0, gt=0.0)
 
 
+class CacheSettings(_Section):
+    """Verdict cache: a repeated image (same sha256, same model) skips inference."""
+
+    enabled: bool = True
+    max_entries: int = Field(100_000, ge=1)
+
+
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -170,6 +179,7 @@ class ServiceSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
 
     @model_validator(mode="after")
     def _grace_fits(self) -> ServiceSettings:

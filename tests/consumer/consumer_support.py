@@ -1,0 +1,325 @@
+"""Helpers for the consumer tests: checkpoints, images, topics, events, readers."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from PIL import Image
+
+from consumer import ServiceSettings
+from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.model import ModelConfig, build_model
+from schemas import (
+    DeadLetter,
+    ImageData,
+    ImageEvent,
+    Verdict,
+    decode_dead_letter,
+    decode_verdict,
+    encode_image_event,
+)
+
+Record = tuple[bytes | None, bytes | None, list]
+
+
+def make_checkpoint(path: Path, backbone: str = "mobilenet_v2") -> Path:
+    """A random-init GLFF checkpoint (no download)."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch="glff", backbone=backbone, patch_strategy="psm")
+    model = build_model(config, backbone_weights=None)
+    save_checkpoint(
+        path, model, CheckpointMetadata(config=config, name="test-glff", version="0.0.1")
+    )
+    return path
+
+
+def image_bytes(seed: int, size: tuple[int, int] = (96, 80), fmt: str = "PNG") -> bytes:
+    """A small random RGB image encoded as ``fmt``."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(pixels).save(buf, format=fmt)
+    return buf.getvalue()
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items()]
+    )
+    for future in futures.values():
+        future.result(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # wait until metadata shows every partition
+        meta = admin.list_topics(timeout=5)
+        if all(
+            t in meta.topics and len(meta.topics[t].partitions) == n for t, n in partitions.items()
+        ):
+            return
+        time.sleep(0.1)
+
+
+@dataclass(frozen=True)
+class SentEvent:
+    event_id: str
+    partition: int
+    sha256: str
+
+
+def image_event(
+    event_id: str,
+    *,
+    data: bytes | None = None,
+    url: str | None = None,
+    sha256: str | None = None,
+    size: int | None = None,
+    mime: str | None = "image/png",
+    ref: str | None = None,
+) -> ImageEvent:
+    return ImageEvent(
+        id=event_id,
+        source="/tests/consumer",
+        data=ImageData(
+            content_id=f"c-{event_id}",
+            tenant="t1",
+            url=url,
+            ref=ref,
+            data=data,
+            sha256=sha256,
+            size_bytes=size,
+            mime=mime,
+            metadata={"n": event_id},
+        ),
+    )
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    messages: Iterable[tuple[bytes | None, bytes | None, list]],
+    partition_of: int | None = None,
+) -> int:
+    """Produce ``(key, value, headers)`` messages and wait until all are delivered."""
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+    errors: list[KafkaError] = []
+    count = 0
+    for key, value, headers in messages:
+        kwargs = {} if partition_of is None else {"partition": partition_of}
+        producer.produce(
+            topic,
+            value=value,
+            key=key,
+            headers=headers,
+            on_delivery=lambda err, _m: errors.append(err) if err else None,
+            **kwargs,
+        )
+        count += 1
+    assert producer.flush(30) == 0
+    assert not errors, errors
+    return count
+
+
+def encode(event: ImageEvent, mode: str = "binary", inline: str = "raw") -> tuple[bytes, list]:
+    value, headers = encode_image_event(event, mode=mode, inline=inline)  # type: ignore[arg-type]
+    return value, list(headers)
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class TopicReader:
+    """Reads a topic from the beginning (read_committed) and keeps everything it saw."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": unique("reader"),
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "isolation.level": "read_committed",
+            }
+        )
+        self.consumer.subscribe([topic])
+        self.records: list[Record] = []
+
+    def read_until(
+        self, count: int, timeout: float
+    ) -> list[tuple[bytes | None, bytes | None, list]]:
+        deadline = time.monotonic() + timeout
+        while len(self.records) < count and time.monotonic() < deadline:
+            self._poll(0.2)
+        return self.records
+
+    def settle(self, quiet_s: float = 1.0) -> None:
+        """Keep reading until nothing new came for ``quiet_s``."""
+        last = time.monotonic()
+        while time.monotonic() - last < quiet_s:
+            if self._poll(0.1):
+                last = time.monotonic()
+
+    def _poll(self, timeout: float) -> bool:
+        msg = self.consumer.poll(timeout)
+        if msg is None or msg.error() is not None:
+            return False
+        self.records.append((msg.key(), msg.value(), msg.headers() or []))
+        return True
+
+    def verdicts(self) -> list[Verdict]:
+        return [decode_verdict(v, h) for _k, v, h in self.records]
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return [decode_dead_letter(v, h) for _k, v, h in self.records]
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The group's committed offsets of ``topic`` (-1001 = none)."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
+    finally:
+        consumer.close()
+    return {tp.partition: tp.offset for tp in tps}
+
+
+def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("probe")})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in range(partitions)
+        }
+    finally:
+        consumer.close()
+
+
+class ImageServer:
+    """Serves ``/img/<seed>[-<w>x<h>].png``, ``/slow`` (sleeps), ``/big`` (3 MiB), else 404."""
+
+    def __init__(self) -> None:
+        self.hits: dict[str, int] = {}
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server.hits[self.path] = server.hits.get(self.path, 0) + 1
+                if self.path.startswith("/img/"):
+                    seed, _, size = self.path[5:].removesuffix(".png").partition("-")
+                    w, _, h = size.partition("x")
+                    body = image_bytes(int(seed), size=(int(w or 96), int(h or 80)))
+                elif self.path == "/slow":
+                    time.sleep(5)
+                    body = image_bytes(0)
+                elif self.path == "/big":
+                    body = b"\x89PNG" + b"\0" * (3 * 1024 * 1024)
+                else:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "image/png")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+class Topics:
+    """Unique topic and group names of one test."""
+
+    def __init__(self, bootstrap: str, partitions: int) -> None:
+        self.bootstrap = bootstrap
+        self.partitions = partitions
+        self.input = unique("images")
+        self.verdicts = unique("verdicts")
+        self.dlq = unique("dlq")
+        self.group = unique("group")
+        create_topics(bootstrap, {self.input: partitions, self.verdicts: 1, self.dlq: 1})
+
+    def settings(self, checkpoint: Path, **sections: dict[str, Any]) -> ServiceSettings:
+        """Test settings: small batches, fast commits, ephemeral HTTP port."""
+        base: dict[str, dict[str, Any]] = {
+            "kafka": {
+                "bootstrap_servers": self.bootstrap,
+                "group_id": self.group,
+                "input_topics": [self.input],
+                "verdict_topic": self.verdicts,
+                "dead_letter_topic": self.dlq,
+                "statistics_interval_ms": 1000,
+                "commit_interval_s": 0.2,
+                "session_timeout_ms": 6000,
+            },
+            "batching": {"max_batch_size": 4, "max_wait_ms": 20},
+            "model": {"checkpoint": checkpoint, "device": "cpu", "precision": "fp32"},
+            "http": {"host": "127.0.0.1", "port": 0},
+            "shutdown": {"grace_s": 20},
+            "fetch": {
+                "allow_cidrs": ["127.0.0.1/32"],
+                "timeout_s": 1.0,
+                "retries": 0,
+                "max_bytes": 1024 * 1024,
+            },
+        }
+        for name, values in sections.items():
+            base[name] = {**base.get(name, {}), **values}
+        return ServiceSettings(**base)
+
+    def cli_args(self, checkpoint: Path) -> list[str]:
+        """``--set`` arguments for ``python -m consumer run`` with the same settings."""
+        pairs = {
+            "kafka.bootstrap_servers": self.bootstrap,
+            "kafka.group_id": self.group,
+            "kafka.input_topics": self.input,
+            "kafka.verdict_topic": self.verdicts,
+            "kafka.dead_letter_topic": self.dlq,
+            "kafka.commit_interval_s": "0.2",
+            "kafka.session_timeout_ms": "6000",
+            "batching.max_batch_size": "4",
+            "batching.max_wait_ms": "20",
+            "model.checkpoint": str(checkpoint),
+            "model.device": "cpu",
+            "model.precision": "fp32",
+            "model.torch_threads": "1",
+            "http.host": "127.0.0.1",
+            "http.port": "0",
+            "shutdown.grace_s": "20",
+            "fetch.allow_cidrs": '["127.0.0.1/32"]',
+        }
+        return [arg for k, v in pairs.items() for arg in ("--set", f"{k}={v}")]

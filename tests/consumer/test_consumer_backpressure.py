@@ -1,0 +1,207 @@
+"""Backpressure: pause when the in-flight limit rejects a message, keep polling, resume when
+drained, re-pause after a rebalance; revoked partitions are committed and forgotten."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import TopicPartition
+
+from consumer.backpressure import Backpressure
+from consumer.commit_tracker import CommitTracker
+from consumer.health import HealthState
+from consumer.items import Delivered, Envelope
+from consumer.metrics import Metrics
+from consumer.processor import StreamProcessor
+from consumer.steps.base import ProcessingStep
+from consumer.steps.commit import CommitPolicy, CommitStep
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self._coords = (topic, partition, offset)
+
+    def topic(self) -> str:
+        return self._coords[0]
+
+    def partition(self) -> int:
+        return self._coords[1]
+
+    def offset(self) -> int:
+        return self._coords[2]
+
+    def key(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return b"{}"
+
+    def headers(self) -> None:
+        return None
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, 1_000)
+
+    def error(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    """Just enough of confluent_kafka.Consumer; pause() really stops consume()."""
+
+    def __init__(self) -> None:
+        self.queue: list[FakeMessage] = []
+        self.assigned: list[tuple[str, int]] = []
+        self.paused: set[tuple[str, int]] = set()
+        self.pause_calls = 0
+        self.resume_calls = 0
+        self.commits: list[list[tuple[str, int, int]]] = []
+        self.callbacks: dict[str, Any] = {}
+        self.consume_calls = 0
+
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
+        self.callbacks = callbacks
+
+    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+        self.consume_calls += 1
+        out = [m for m in self.queue if (m.topic(), m.partition()) not in self.paused]
+        out = out[:num_messages]
+        self.queue = [m for m in self.queue if m not in out]
+        return out
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition(t, p) for t, p in self.assigned]
+
+    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        self.assigned += [(p.topic, p.partition) for p in partitions]
+        # librdkafka: a newly assigned partition is never paused
+        self.paused -= {(p.topic, p.partition) for p in partitions}
+
+    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+        gone = {(p.topic, p.partition) for p in partitions}
+        self.assigned = [tp for tp in self.assigned if tp not in gone]
+
+    def pause(self, partitions: list[TopicPartition]) -> None:
+        self.pause_calls += 1
+        self.paused |= {(p.topic, p.partition) for p in partitions}
+
+    def resume(self, partitions: list[TopicPartition]) -> None:
+        self.resume_calls += 1
+        self.paused -= {(p.topic, p.partition) for p in partitions}
+
+    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+        self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
+        return offsets
+
+
+class Sink(ProcessingStep[Envelope]):
+    """A head step that keeps everything (work 'in flight') until the test completes it."""
+
+    def __init__(self) -> None:
+        self.items: list[Envelope] = []
+
+    def submit(self, item: Envelope) -> None:
+        self.items.append(item)
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def make(limit: int) -> tuple[StreamProcessor, FakeConsumer, Sink, CommitStep, Backpressure]:
+    consumer = FakeConsumer()
+    tracker = CommitTracker()
+    sink = Sink()
+    metrics = Metrics()
+    commit = CommitStep(consumer, tracker, metrics, CommitPolicy(min_interval_s=3600))  # type: ignore[arg-type]
+    bp = Backpressure.from_limit(limit)
+    proc = StreamProcessor(
+        consumer,
+        ["t"],
+        sink,
+        commit,
+        tracker,
+        bp,
+        metrics,
+        HealthState(),  # type: ignore[arg-type]
+        consume_batch=100,
+    )
+    consumer.subscribe(["t"])
+    proc._consumer.subscribe(
+        ["t"], on_assign=proc._on_assign, on_revoke=proc._on_revoke, on_lost=proc._on_lost
+    )
+    return proc, consumer, sink, commit, bp
+
+
+def assign(consumer: FakeConsumer, *tps: tuple[str, int]) -> None:
+    consumer.callbacks["on_assign"](consumer, [TopicPartition(t, p) for t, p in tps])
+
+
+def test_backpressure_state_machine() -> None:
+    bp = Backpressure.from_limit(4)
+    assert bp.admits(3) and not bp.admits(4)
+    assert bp.on_rejected() is True
+    assert bp.on_rejected() is False  # already paused: no second pause()
+    assert bp.on_progress(2, carrying=True) is False  # still holding a rejected message
+    assert bp.on_progress(3, carrying=False) is False  # above the low watermark
+    assert bp.on_progress(2, carrying=False) is True
+    assert bp.paused is False
+
+
+def test_pauses_at_the_limit_keeps_polling_and_resumes_when_drained() -> None:
+    proc, consumer, sink, commit, bp = make(limit=4)
+    assign(consumer, ("t", 0))
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(6)]
+    proc.run_once()
+    assert [e.offset for e in sink.items] == [0, 1, 2, 3]
+    assert bp.paused and consumer.paused == {("t", 0)}
+    polls = consumer.consume_calls
+    for _ in range(5):  # paused: the loop still polls (liveness) but gets nothing new
+        proc.run_once()
+    assert consumer.consume_calls == polls + 5
+    assert len(sink.items) == 4 and consumer.pause_calls == 1
+    for env in sink.items[:3]:
+        commit.submit(Delivered(env, 0.0))
+    proc.run_once()  # in flight 1: the 2 carried messages go in first -> 3 in flight
+    assert [e.offset for e in sink.items] == [0, 1, 2, 3, 4, 5]
+    assert bp.paused  # 3 > resume_at (2)
+    commit.submit(Delivered(sink.items[3], 0.0))
+    proc.run_once()
+    assert not bp.paused and consumer.resume_calls == 1 and not consumer.paused
+    consumer.queue = [FakeMessage("t", 0, 6)]
+    proc.run_once()
+    assert [e.offset for e in sink.items] == list(range(7))
+
+
+def test_pause_is_reapplied_after_a_rebalance() -> None:
+    proc, consumer, sink, _commit, bp = make(limit=2)
+    assign(consumer, ("t", 0))
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(5)]
+    proc.run_once()
+    assert bp.paused
+    assign(consumer, ("t", 1))  # a new partition arrives while we are full
+    assert consumer.paused == {("t", 0), ("t", 1)}
+    consumer.queue.append(FakeMessage("t", 1, 0))
+    proc.run_once()
+    assert all(e.partition == 0 for e in sink.items)
+
+
+def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
+    proc, consumer, sink, commit, _bp = make(limit=3)
+    proc._revoke_drain_s = 0.05
+    assign(consumer, ("t", 0), ("t", 1))
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(4)] + [FakeMessage("t", 1, 0)]
+    proc.run_once()
+    assert len(sink.items) == 3 and len(proc._carried) == 2
+    commit.submit(Delivered(sink.items[0], 0.0))  # t[0]@0 done, @1 and @2 still in flight
+    consumer.callbacks["on_revoke"](consumer, [TopicPartition("t", 0)])
+    assert consumer.commits[-1] == [("t", 0, 1)]
+    assert [(m.partition(), m.offset()) for m in proc._carried] == [(1, 0)]
+    assert consumer.assigned == [("t", 1)]
+    commit.submit(Delivered(sink.items[1], 0.0))  # late receipt of a revoked partition
+    assert proc._tracker.committable() == {}

@@ -1,0 +1,118 @@
+"""Settings: env parsing (nesting, lists, dicts), --set overrides, masking, client config."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from consumer.clients import consumer_config, producer_config
+from consumer.settings import ServiceSettings, parse_overrides
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("SYNTHSCAN_"):
+            monkeypatch.delenv(name)
+
+
+def test_defaults() -> None:
+    s = ServiceSettings()
+    assert s.kafka.exactly_once is False
+    assert s.http.port == 8080
+    assert s.model.checkpoint.name == "demo-glff-mobilenet_v2.safetensors"
+    assert s.model.device == "auto"
+
+
+def test_env_nested_lists_and_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__BOOTSTRAP_SERVERS", "b1:9092,b2:9092")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", "uploads.a, uploads.b")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__LIBRDKAFKA", '{"security.protocol": "SASL_SSL"}')
+    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__EXACTLY_ONCE", "true")
+    monkeypatch.setenv("SYNTHSCAN_HTTP__PORT", "9100")
+    s = ServiceSettings()
+    assert s.kafka.bootstrap_servers == "b1:9092,b2:9092"
+    assert s.kafka.input_topics == ["uploads.a", "uploads.b"]
+    assert s.kafka.librdkafka == {"security.protocol": "SASL_SSL"}
+    assert s.batching.max_batch_size == 32
+    assert s.kafka.exactly_once is True
+    assert s.http.port == 9100
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", '["x"]')
+    assert ServiceSettings().kafka.input_topics == ["x"]
+
+
+def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE", "0")
+    with pytest.raises(ValidationError):
+        ServiceSettings()
+    monkeypatch.delenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", "")
+    with pytest.raises(ValidationError):
+        ServiceSettings()
+    monkeypatch.delenv("SYNTHSCAN_KAFKA__INPUT_TOPICS")
+    with pytest.raises(ValidationError, match="grace_s"):
+        ServiceSettings.load(["shutdown.grace_s=400"])
+    with pytest.raises(ValidationError):
+        ServiceSettings.load(["kafka.no_such_setting=1"])
+
+
+def test_overrides_win_over_env_and_merge_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__GROUP_ID", "from-env")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__LIBRDKAFKA", '{"security.protocol": "SSL"}')
+    s = ServiceSettings.load(
+        [
+            "kafka.group_id=from-cli",
+            "kafka.librdkafka.ssl.ca.location=/ca.pem",
+            "batching.max_wait_ms=5",
+            "kafka.input_topics=a,b",
+        ]
+    )
+    assert s.kafka.group_id == "from-cli"
+    assert s.kafka.librdkafka == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem"}
+    assert s.batching.max_wait_ms == 5.0
+    assert s.kafka.input_topics == ["a", "b"]
+    assert parse_overrides(["kafka.librdkafka.a.b=1"]) == {"kafka": {"librdkafka": {"a.b": "1"}}}
+    with pytest.raises(ValueError):
+        parse_overrides(["novalue"])
+
+
+def test_secrets_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__SASL_USERNAME", "svc")
+    monkeypatch.setenv("SYNTHSCAN_KAFKA__SASL_PASSWORD", "hunter2")
+    monkeypatch.setenv(
+        "SYNTHSCAN_KAFKA__LIBRDKAFKA",
+        '{"ssl.key.password": "pw1", "sasl.oauthbearer.client.secret": "pw2", "acks": "all"}',
+    )
+    s = ServiceSettings()
+    text = json.dumps(s.masked())
+    assert "hunter2" not in text and "pw1" not in text and "pw2" not in text
+    assert '"acks": "all"' in text and '"sasl_username": "svc"' in text
+    assert s.kafka.sasl_password is not None
+    assert s.kafka.sasl_password.get_secret_value() == "hunter2"
+    conf = consumer_config(s.kafka)
+    assert conf["sasl.password"] == "hunter2" and conf["ssl.key.password"] == "pw1"
+
+
+def test_client_configs_keep_the_delivery_guarantees() -> None:
+    s = ServiceSettings.load(
+        [
+            'kafka.consumer_overrides={"enable.auto.commit": true, "fetch.min.bytes": 1}',
+            'kafka.producer_overrides={"enable.idempotence": false}',
+        ]
+    )
+    c = consumer_config(s.kafka)
+    assert c["enable.auto.commit"] is False
+    assert c["enable.auto.offset.store"] is False
+    assert c["partition.assignment.strategy"] == "cooperative-sticky"
+    assert c["fetch.min.bytes"] == 1
+    p = producer_config(s.kafka)
+    assert p["enable.idempotence"] is True
+    assert p["compression.type"] == "zstd"
+    assert "transactional.id" not in p
+    eos = ServiceSettings.load(["kafka.exactly_once=true", "kafka.instance_id=pod-1"])
+    assert producer_config(eos.kafka)["transactional.id"] == "synthscan-pod-1"
