@@ -1,0 +1,91 @@
+"""The resolved training configuration (saved in every checkpoint's metadata)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from detector.model import ModelConfig
+from detector.training.augment import AugmentConfig
+
+ARCH_ALIASES = {"glff": "glff", "global": "cnn_aug", "cnn_aug": "cnn_aug"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``python -m detector train`` does; defaults are the paper's settings."""
+
+    train: str
+    val: str
+    out: str
+    train_split: str | None = None
+    val_split: str | None = None
+    arch: str = "glff"  # glff | global (the CNN_aug baseline)
+    patches: str = "psm"  # psm | random | rsz448 (ignored for global)
+    backbone: str = "resnet50"
+    backbone_weights: str | None = "imagenet"  # "imagenet", a .pth file, or None (random)
+    local_backbone: str = "shared"
+    freeze_backbone: int = 0  # first N trunk modules frozen (their BN too)
+    epochs: int = 100
+    batch_size: int = 64
+    accum_steps: int = 1
+    lr: float = 1e-4
+    beta1: float = 0.9
+    weight_decay: float = 0.0
+    monitor: str = "acc"  # acc | ap: validation metric for best/early stopping (paper: acc)
+    patience: int = 15
+    lr_patience: int = 5
+    lr_factor: float = 0.1
+    min_lr: float = 1e-6
+    min_delta: float = 1e-3
+    blur_prob: float = 0.1
+    jpeg_prob: float = 0.1
+    hflip: bool = True
+    val_blur_sigma: float = 1.5
+    val_jpeg_quality: int = 65
+    val_degrade: bool = True  # authors' validation: fixed blur/JPEG with the train probabilities
+    workers: int = 4
+    device: str = "auto"
+    amp: bool = True
+    seed: int = 0
+    limit_train_batches: int | None = None
+    name: str = ""
+    version: str = "0.1.0"
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCH_ALIASES:
+            raise ValueError(f"arch must be one of {sorted(ARCH_ALIASES)}")
+        if self.monitor not in ("acc", "ap"):
+            raise ValueError("monitor must be 'acc' or 'ap'")
+        if self.batch_size < 1 or self.accum_steps < 1 or self.epochs < 1:
+            raise ValueError("batch_size, accum_steps and epochs must be at least 1")
+
+    def model_config(self) -> ModelConfig:
+        """The :class:`detector.model.ModelConfig` this run trains."""
+        arch = ARCH_ALIASES[self.arch]
+        return ModelConfig(
+            arch=arch,
+            backbone=self.backbone,
+            patch_strategy="none" if arch == "cnn_aug" else self.patches,
+            local_backbone=self.local_backbone,
+        )
+
+    def augment(self) -> AugmentConfig:
+        """Training augmentation settings."""
+        return AugmentConfig(blur_prob=self.blur_prob, jpeg_prob=self.jpeg_prob, hflip=self.hflip)
+
+    @property
+    def run_name(self) -> str:
+        """Checkpoint name: ``--name`` or ``<arch>-<backbone>``."""
+        return self.name or f"{self.arch}-{self.backbone}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, for JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict` (unknown keys ignored, for older checkpoints)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
