@@ -36,16 +36,25 @@ class Envelope:
     @classmethod
     def from_message(cls, msg: Message, epoch: int) -> Envelope:
         ts_type, ts = msg.timestamp()
+        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
+        if topic is None or partition is None or offset is None:
+            raise ValueError("not a consumed message (no topic, partition or offset)")
+        raw = msg.headers() or ()
+        pairs = raw.items() if isinstance(raw, dict) else raw
         return cls(
-            topic=msg.topic(),
-            partition=msg.partition(),
-            offset=msg.offset(),
-            key=msg.key(),
-            value=msg.value(),
-            headers=tuple(msg.headers() or ()),
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=_as_bytes(msg.key()),
+            value=_as_bytes(msg.value()),
+            headers=tuple((k, _as_bytes(v)) for k, v in pairs),
             timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
             epoch=epoch,
         )
+
+
+def _as_bytes(value: str | bytes | None) -> bytes | None:
+    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 @dataclass(slots=True)

@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker, Partition
@@ -62,7 +62,7 @@ class StreamProcessor:
         self._consume_batch = consume_batch
         self._revoke_drain_s = revoke_drain_s
         self._next_due = next_due
-        self._carried: deque[Message] = deque()
+        self._carried: deque[Envelope] = deque()
         self._closing = False
 
     # -- main loop -------------------------------------------------------------------------
@@ -88,10 +88,14 @@ class StreamProcessor:
         self._offer_carried()
         for msg in self._consumer.consume(self._consume_batch, self._poll_timeout()):
             err = msg.error()
-            if err is None:
-                self._carried.append(msg)
-            else:
+            if err is not None:
                 self._on_consume_error(err)
+                continue
+            try:
+                epoch = self._tracker.epoch((msg.topic() or "", msg.partition() or 0))
+            except KeyError:  # not (or no longer) assigned: it will be fetched again
+                continue
+            self._carried.append(Envelope.from_message(msg, epoch))
         self._offer_carried()
         self._head.poll()
         in_flight = self._tracker.in_flight()
@@ -108,24 +112,21 @@ class StreamProcessor:
     def _offer_carried(self) -> None:
         """Submit carried messages in order until the pipeline rejects one."""
         while self._carried:
-            msg = self._carried[0]
-            tp = (msg.topic(), msg.partition())
+            env = self._carried[0]
+            if not self._tracker.is_current(env.tp, env.epoch):  # revoked since consumed
+                self._carried.popleft()
+                continue
             if not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
             try:
-                epoch = self._tracker.epoch(tp)
-            except KeyError:  # revoked since it was consumed
-                self._carried.popleft()
-                continue
-            try:
-                self._head.submit(Envelope.from_message(msg, epoch))
+                self._head.submit(env)
             except MessageRejected:
                 self._reject()
                 return
             self._carried.popleft()
-            self._tracker.register(tp, msg.offset())
-            self._metrics.events_in.labels(topic=tp[0]).inc()
+            self._tracker.register(env.tp, env.offset)
+            self._metrics.events_in.labels(topic=env.topic).inc()
 
     def _reject(self) -> None:
         if self._backpressure.on_rejected():
@@ -202,7 +203,7 @@ class StreamProcessor:
 
     def _drop_carried(self, tps: list[Partition]) -> None:
         gone = set(tps)
-        self._carried = deque(m for m in self._carried if (m.topic(), m.partition()) not in gone)
+        self._carried = deque(env for env in self._carried if env.tp not in gone)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -87,12 +87,14 @@ class RecordFactory:
             score=pred.score,
             threshold=pred.threshold,
             patches=[
-                Patch(
-                    rank=p.rank,
-                    box=p.box,
-                    window=p.window,
-                    activation=p.activation,
-                    attention=p.attention,
+                Patch.model_validate(
+                    {
+                        "rank": p.rank,
+                        "box": p.box,
+                        "window": p.window,
+                        "activation": p.activation,
+                        "attention": p.attention,
+                    }
                 )
                 for p in pred.patches
             ],

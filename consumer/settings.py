@@ -74,12 +74,12 @@ class KafkaSettings(_Section):
     exactly_once: bool = False
     transactional_id_prefix: str = "synthscan-"
     instance_id: str | None = None
-    consume_batch: int = Field(100, ge=1)
-    session_timeout_ms: int = Field(45_000, ge=1000)
-    max_poll_interval_ms: int = Field(300_000, ge=1000)
-    statistics_interval_ms: int = Field(5_000, ge=0)
-    commit_interval_s: float = Field(1.0, ge=0.0)
-    revoke_drain_s: float = Field(10.0, ge=0.0)
+    consume_batch: int = Field(default=100, ge=1)
+    session_timeout_ms: int = Field(default=45_000, ge=1000)
+    max_poll_interval_ms: int = Field(default=300_000, ge=1000)
+    statistics_interval_ms: int = Field(default=5_000, ge=0)
+    commit_interval_s: float = Field(default=1.0, ge=0.0)
+    revoke_drain_s: float = Field(default=10.0, ge=0.0)
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     librdkafka: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
@@ -108,30 +108,30 @@ class KafkaSettings(_Section):
 class BatchingSettings(_Section):
     """Micro-batching (dynamic batching) and backpressure."""
 
-    max_batch_size: int = Field(16, ge=1, le=1024)
-    max_wait_ms: float = Field(20.0, ge=0.0)
-    max_in_flight_messages: int = Field(256, ge=1)
-    fetch_workers: int = Field(8, ge=1, le=256)
+    max_batch_size: int = Field(default=16, ge=1, le=1024)
+    max_wait_ms: float = Field(default=20.0, ge=0.0)
+    max_in_flight_messages: int = Field(default=256, ge=1)
+    fetch_workers: int = Field(default=8, ge=1, le=256)
 
 
 class ModelSettings(_Section):
     """The resident detector."""
 
     checkpoint: Path = DEFAULT_CHECKPOINT
-    checkpoint_sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    checkpoint_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     warmup: bool = True
-    torch_threads: int | None = Field(None, ge=1)
+    torch_threads: int | None = Field(default=None, ge=1)
 
 
 class DecodeSettings(_Section):
     """Image decoding limits (see :class:`detector.ImageLimits`)."""
 
-    max_bytes: int = Field(50 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(100_000_000, ge=1)
-    max_side: int = Field(16384, ge=1)
-    min_side: int = Field(32, ge=1)
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=100_000_000, ge=1)
+    max_side: int = Field(default=16384, ge=1)
+    min_side: int = Field(default=32, ge=1)
 
 
 class HttpSettings(_Section):
@@ -139,21 +139,21 @@ class HttpSettings(_Section):
 
     enabled: bool = True
     host: str = "0.0.0.0"
-    port: int = Field(8080, ge=0, le=65535)
-    heartbeat_timeout_s: float = Field(30.0, gt=0.0)
+    port: int = Field(default=8080, ge=0, le=65535)
+    heartbeat_timeout_s: float = Field(default=30.0, gt=0.0)
 
 
 class ShutdownSettings(_Section):
     """SIGTERM/SIGINT handling."""
 
-    grace_s: float = Field(25.0, gt=0.0)
+    grace_s: float = Field(default=25.0, gt=0.0)
 
 
 class CacheSettings(_Section):
     """Verdict cache: a repeated image (same sha256, same model) skips inference."""
 
     enabled: bool = True
-    max_entries: int = Field(100_000, ge=1)
+    max_entries: int = Field(default=100_000, ge=1)
 
 
 class LoggingSettings(_Section):
@@ -171,15 +171,15 @@ class ServiceSettings(BaseSettings):
         frozen=True,
     )
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
-    batching: BatchingSettings = Field(default_factory=BatchingSettings)
-    model: ModelSettings = Field(default_factory=ModelSettings)
-    fetch: FetchSettings = Field(default_factory=FetchSettings)
-    decode: DecodeSettings = Field(default_factory=DecodeSettings)
-    http: HttpSettings = Field(default_factory=HttpSettings)
-    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
-    logging: LoggingSettings = Field(default_factory=LoggingSettings)
-    cache: CacheSettings = Field(default_factory=CacheSettings)
+    kafka: KafkaSettings = KafkaSettings()
+    batching: BatchingSettings = BatchingSettings()
+    model: ModelSettings = ModelSettings()
+    fetch: FetchSettings = FetchSettings()
+    decode: DecodeSettings = DecodeSettings()
+    http: HttpSettings = HttpSettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    logging: LoggingSettings = LoggingSettings()
+    cache: CacheSettings = CacheSettings()
 
     @model_validator(mode="after")
     def _grace_fits(self) -> ServiceSettings:

@@ -56,9 +56,11 @@ def tail(
                     print(f"error: {err}", flush=True)
                 continue
             headers = msg.headers() or []
-            ce_type = dict(headers).get("ce_type", b"") or b""
+            ce_type = dict(headers).get("ce_type") or b""
+            if isinstance(ce_type, bytes):
+                ce_type = ce_type.decode("utf-8", "replace")
             record: Verdict | DeadLetter
-            if ce_type.decode() == DEAD_LETTER_EVENT_TYPE:
+            if ce_type == DEAD_LETTER_EVENT_TYPE:
                 record = decode_dead_letter(msg.value(), headers)
             else:
                 record = decode_verdict(msg.value(), headers)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -97,8 +96,12 @@ class CommitStep(ProcessingStep[Delivered]):
         if not offsets:
             return
         tps = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
+        result: list[TopicPartition] | None = None
         try:
-            result: Any = self._consumer.commit(offsets=tps, asynchronous=asynchronous)
+            if asynchronous:
+                self._consumer.commit(offsets=tps, asynchronous=True)
+            else:
+                result = self._consumer.commit(offsets=tps, asynchronous=False)
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             self._metrics.commits.labels(result="error").inc()
@@ -108,8 +111,7 @@ class CommitStep(ProcessingStep[Delivered]):
             return
         self._tracker.mark_committed(offsets)
         self._metrics.commits.labels(result="ok").inc()
-        if not asynchronous:
-            failed = [tp for tp in result or [] if tp.error is not None]
-            if failed:
-                self.on_commit(None, failed)
+        failed = [tp for tp in result or [] if tp.error is not None]
+        if failed:
+            self.on_commit(None, failed)
         log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})

@@ -111,17 +111,18 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
             item.image_size = len(data)
             return item
         except ImageError as exc:
-            code = next(c for cls, c in _DECODE_CODES if isinstance(exc, cls))
+            code = next(
+                (c for cls, c in _DECODE_CODES if isinstance(exc, cls)),
+                ErrorCode.IMAGE_DECODE_ERROR,
+            )
             return Failure(
                 item.envelope, code, str(exc), event=item.event, first_failure_at=started
             )
         except Exception as exc:
-            code = getattr(exc, "code", None)
-            if not isinstance(code, ErrorCode):
-                code = ErrorCode.INTERNAL_ERROR
+            raw_code = getattr(exc, "code", None)
             return Failure(
                 item.envelope,
-                code,
+                raw_code if isinstance(raw_code, ErrorCode) else ErrorCode.INTERNAL_ERROR,
                 str(exc) or repr(exc),
                 event=item.event,
                 attempts=int(getattr(exc, "attempts", 1) or 1),

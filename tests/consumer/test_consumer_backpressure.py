@@ -201,7 +201,7 @@ def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
     commit.submit(Delivered(sink.items[0], 0.0))  # t[0]@0 done, @1 and @2 still in flight
     consumer.callbacks["on_revoke"](consumer, [TopicPartition("t", 0)])
     assert consumer.commits[-1] == [("t", 0, 1)]
-    assert [(m.partition(), m.offset()) for m in proc._carried] == [(1, 0)]
+    assert [(env.partition, env.offset) for env in proc._carried] == [(1, 0)]
     assert consumer.assigned == [("t", 1)]
     commit.submit(Delivered(sink.items[1], 0.0))  # late receipt of a revoked partition
     assert proc._tracker.committable() == {}
