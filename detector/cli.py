@@ -71,14 +71,18 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m detector`` parser, with the training commands when available."""
-    parser = argparse.ArgumentParser(prog="python -m detector", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m detector", description="GLFF synthetic-image detector"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add_predict(sub)
     _add_init(sub)
     _add_convert(sub)
     try:
         training_cli = importlib.import_module("detector.training.cli")  # owned by training work
-    except ModuleNotFoundError:
+    except ModuleNotFoundError as exc:  # only a missing training package is tolerated
+        if exc.name not in ("detector.training", "detector.training.cli"):
+            raise
         training_cli = None
     if training_cli is not None:
         training_cli.register(sub)

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 from detector.decode import DecodedImage
 from detector.engine import Prediction
 
-__all__ = ["draw_overlay", "save_overlay"]
+__all__ = ["draw_overlay", "font_size", "save_overlay"]
 
 COLOURS = {3: (230, 40, 40), 2: (255, 160, 0), 0: (40, 120, 255)}
 
@@ -17,8 +17,9 @@ COLOURS = {3: (230, 40, 40), 2: (255, 160, 0), 0: (40, 120, 255)}
 def draw_overlay(image: DecodedImage, prediction: Prediction) -> Image.Image:
     """Return an RGB copy of ``image`` with each patch box drawn and labelled ``#rank attention``.
 
-    Large (224 px) patches are red, small (112 px) orange, ``rsz448`` crops blue; the verdict and
-    score are written in the top-left corner.
+    Large (224 px) patches are red and labelled at their top, small (112 px) patches orange and
+    labelled at their bottom, ``rsz448`` crops blue; the verdict and score are written in the
+    top-left corner.
     """
     canvas = Image.fromarray(image.pixels.permute(1, 2, 0).numpy(), mode="RGB")
     draw = ImageDraw.Draw(canvas)
@@ -29,7 +30,9 @@ def draw_overlay(image: DecodedImage, prediction: Prediction) -> Image.Image:
         x0, y0, x1, y1 = patch.box
         draw.rectangle((x0, y0, x1 - 1, y1 - 1), outline=colour, width=2 * scale)
         label = f"#{patch.rank} {patch.attention:.2f}"
-        _label(draw, (x0 + 2 * scale, y0 + 2 * scale), label, colour, font)
+        # large patches are labelled at their top, small ones at their bottom: fewer overlaps
+        y = y0 + 2 * scale if patch.window != 2 else y1 - 2 * scale - font_size(font)
+        _label(draw, (x0 + 2 * scale, y), label, colour, font)
     verdict = "SYNTHETIC" if prediction.is_synthetic else "real"
     header = f"{verdict} {prediction.score:.3f} (t={prediction.threshold:.2f})"
     _label(draw, (2, 2), header, (0, 0, 0), font)
@@ -42,6 +45,12 @@ def save_overlay(image: DecodedImage, prediction: Prediction, path: str | Path) 
     path.parent.mkdir(parents=True, exist_ok=True)
     draw_overlay(image, prediction).save(path, format="PNG")
     return path
+
+
+def font_size(font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> int:
+    """Height in pixels of a line of text in ``font``."""
+    box = font.getbbox("#0 0.00")
+    return int(box[3])
 
 
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:

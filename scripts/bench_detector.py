@@ -25,7 +25,7 @@ import argparse
 import contextlib
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -39,6 +39,7 @@ from detector.engine import PRECISIONS, Detector
 from detector.model import GLFF, ModelConfig, build_model
 from detector.patches import select_patches
 
+T = TypeVar("T")
 MEAN = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
 STD = torch.tensor(IMAGENET_STD).view(3, 1, 1)
 
@@ -83,19 +84,22 @@ def _fmt(model: GLFF) -> torch.memory_format:
     return torch.channels_last if model.channels_last else torch.contiguous_format
 
 
-def _time(fn: Callable[[], object], device: torch.device, repeats: int) -> float:
-    """Median seconds of ``fn`` over ``repeats`` runs (after one warm-up run)."""
-    fn()
-    times = []
+def _time(fn: Callable[[], T], device: torch.device, repeats: int) -> tuple[float, T]:
+    """Best (minimum) seconds of ``fn`` over ``repeats`` runs, and the last result.
+
+    The minimum is the least disturbed run, which matters on a shared machine.
+    """
+    best, result = float("inf"), None
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         start = time.perf_counter()
-        fn()
+        result = fn()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        best = min(best, time.perf_counter() - start)
+    assert result is not None
+    return best, result
 
 
 def _measure(
@@ -103,22 +107,25 @@ def _measure(
     model: GLFF,
     pil: list[Image.Image],
     decoded: list[DecodedImage],
-    floor_input: torch.Tensor,
     autocast: Callable[[], Any],
-    args: argparse.Namespace,
-) -> tuple[float, float, float]:
-    """Median seconds per batch for (a) engine, (b) naive, (c) floor."""
+    repeats: int,
+) -> tuple[float, float, float, float]:
+    """Best seconds per batch for (a) engine, (b) naive, (c) floor, and max score difference."""
     device = det.device
+    floor_input = torch.randn(len(pil), 3, 224, 224, device=device)
     floor_input = floor_input.contiguous(memory_format=_fmt(model))
 
-    def floor() -> None:
+    def floor() -> bool:
         with torch.inference_mode(), autocast():
             for _ in range(7):
                 model.backbone(floor_input)
+        return True
 
-    t_engine = _time(lambda: det.predict(decoded), device, args.repeats)
-    t_naive = _time(lambda: naive_scores(model, pil, device, autocast), device, args.repeats)
-    return t_engine, t_naive, _time(floor, device, args.repeats)
+    t_engine, preds = _time(lambda: det.predict(decoded), device, repeats)
+    t_naive, scores = _time(lambda: naive_scores(model, pil, device, autocast), device, repeats)
+    t_floor, _ = _time(floor, device, repeats)
+    diff = float((torch.tensor([p.score for p in preds]) - scores).abs().max())
+    return t_engine, t_naive, t_floor, diff
 
 
 def make_images(n: int, sizes: list[tuple[int, int]], seed: int = 0) -> list[Image.Image]:
@@ -137,7 +144,7 @@ def main() -> None:
     parser.add_argument("--batch-sizes", default="1,4")
     parser.add_argument("--backbone", default="resnet50")
     parser.add_argument("--sizes", default="256x256,384x512,720x1280", help="HxW,... cycled")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; the best is kept")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     args = parser.parse_args()
     if args.threads:
@@ -174,13 +181,14 @@ def main() -> None:
     )
     print(header)
     print("-" * len(header))
+    warm = make_images(1, sizes)  # type: ignore[arg-type]
+    _measure(det, model, warm, [decode_image(im) for im in warm], autocast, 1)  # warm-up
     for batch in (int(b) for b in args.batch_sizes.split(",")):
         pil = make_images(batch, sizes)  # type: ignore[arg-type]
         decoded: list[DecodedImage] = [decode_image(im) for im in pil]
-        floor_input = torch.randn(batch, 3, 224, 224, device=device)
-        t_engine, t_naive, t_floor = _measure(det, model, pil, decoded, floor_input, autocast, args)
-        engine_scores = torch.tensor([p.score for p in det.predict(decoded)])
-        diff = float((engine_scores - naive_scores(model, pil, device, autocast)).abs().max())
+        t_engine, t_naive, t_floor, diff = _measure(
+            det, model, pil, decoded, autocast, args.repeats
+        )
         row = [(batch / t, 1000 * t / batch) for t in (t_engine, t_naive, t_floor)]
         print(
             f"{batch:>5} | {row[0][0]:>12.2f} {row[0][1]:>8.1f} |"
