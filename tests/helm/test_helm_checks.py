@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import subprocess
@@ -16,6 +17,7 @@ from helm_support import (
     ENSURE_HELM,
     Render,
     consumer,
+    init_containers,
     one,
     pod_spec,
     run_helm,
@@ -186,3 +188,35 @@ def test_ensure_helm_uses_the_cache_and_explains_a_missing_go(tmp_path: Path) ->
     assert proc.stdout == ""
     assert "no Go toolchain" in proc.stderr
     assert "https://go.dev/dl/" in proc.stderr and "HELM=/path/to/helm" in proc.stderr
+
+
+def test_init_container_commands_run_as_rendered(render: Render, tmp_path: Path) -> None:
+    """The rendered shell of copy-model and verify-checkpoint works (paths moved to tmp)."""
+    inits = init_containers(render("servicemonitor-values.yaml"))
+    source = tmp_path / "image" / "glff.safetensors"
+    source.parent.mkdir()
+    source.write_bytes(b"weights")
+    models = tmp_path / "models"
+    models.mkdir()
+
+    def run(name: str, overrides: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        container = inits[name]
+        variables = {e["name"]: e["value"] for e in container["env"]} | overrides
+        return subprocess.run(
+            container["command"],
+            env={"PATH": "/usr/bin:/bin", **variables},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+    target = models / "glff.safetensors"
+    assert run("copy-model", {"SRC": str(source), "DST": str(target)}).returncode == 0
+    assert target.read_bytes() == b"weights"
+    assert not list(models.glob("*.partial"))
+    good = hashlib.sha256(b"weights").hexdigest()
+    assert run("verify-checkpoint", {"CHECKPOINT": str(target), "SHA256": good}).returncode == 0
+    bad = run("verify-checkpoint", {"CHECKPOINT": str(target)})  # the chart's (other) sha256
+    assert bad.returncode != 0
+    assert "FAILED" in bad.stdout
