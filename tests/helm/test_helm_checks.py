@@ -117,6 +117,7 @@ def test_notes_are_quiet_for_a_sane_production_setup(notes: Notes) -> None:
         (None, {"pdb.enabled": "false"}, "no PodDisruptionBudget"),
         (None, None, "a single replica"),
         (None, None, "model.sha256 is empty"),
+        (None, None, "the image must contain /opt/synthscan/models/model.safetensors"),
         (None, {"strategy.rollingUpdate.maxSurge": "1"}, "stalls the rollout"),
         (
             "existing-secret-values.yaml",
