@@ -102,3 +102,14 @@ def test_plateau_controller_patience_stop_and_state() -> None:
     clone = PlateauController(lr=1.0)
     clone.load_state_dict(c.state_dict())
     assert clone == c
+
+
+def test_thresholds_sit_in_the_middle_of_a_gap() -> None:
+    real = np.array([0.1, 0.2, 0.3, 0.4])
+    fake = np.array([0.35, 0.9])
+    # 25% FPR allows one real above: cut between 0.3 (must stay below) and the next score 0.35.
+    assert threshold_at_fpr(real, 0.25, np.r_[real, fake]) == pytest.approx(0.325)
+    assert threshold_at_fpr(real, 0.25) == pytest.approx(0.35)  # next real is 0.4
+    labels = np.array([0, 0, 0, 0, 1, 1])
+    # Best F1 flags {0.9, 0.4, 0.35}: F1 = 0.8 vs 0.667 for {0.9}; cut halfway to 0.3.
+    assert threshold_best_f1(labels, np.r_[real, fake]) == pytest.approx(0.325)
