@@ -1,0 +1,277 @@
+"""Throughput and end-to-end latency of the consumer pipeline against a real Kafka broker.
+
+    python scripts/bench_pipeline.py [--bootstrap 127.0.0.1:9092] [--checkpoint X.safetensors]
+        [--events 64] [--batch-sizes 1,8,16] [--size 320x240] [--threads N]
+
+For each max batch size it runs two phases with the service in-process:
+
+- *backlog*: ``--events`` events are produced first, then the service drains them; throughput =
+  events / (last verdict time - first consume), the capacity of the pipeline;
+- *paced*: events are produced at ``--load`` x that capacity (default 0.5); end-to-end latency
+  = verdict delivery time - input message timestamp, reported as p50/p95.
+
+It also times the bare model (``Detector.predict`` on decoded images) at the same batch sizes,
+so the report says how much of the cost is the model and how much the pipeline around it.
+Without ``--checkpoint`` it uses the demo checkpoint if present, else a random-init GLFF
+mobilenet_v2 (same compute). Prints one JSON line per measurement and a summary table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from consumer.logs import configure_logging  # noqa: E402
+from consumer.service import Service  # noqa: E402
+from consumer.settings import DEFAULT_CHECKPOINT, ServiceSettings  # noqa: E402
+from detector import Detector, decode_image  # noqa: E402
+from detector.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
+from detector.model import ModelConfig, build_model  # noqa: E402
+from schemas import ImageData, ImageEvent, decode_verdict, encode_image_event  # noqa: E402
+
+
+def jpeg(seed: int, size: tuple[int, int]) -> bytes:
+    """A smooth random image (compresses like a photo, not like noise)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, size=(size[1] // 16 + 1, size[0] // 16 + 1, 3), dtype=np.uint8)
+    img = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def checkpoint(path: Path | None, tmp: Path) -> Path:
+    if path is not None:
+        return path
+    if DEFAULT_CHECKPOINT.is_file():
+        return DEFAULT_CHECKPOINT
+    config = ModelConfig(arch="glff", backbone="mobilenet_v2", patch_strategy="psm")
+    out = tmp / "bench-glff-mnv2.safetensors"
+    save_checkpoint(out, build_model(config), CheckpointMetadata(config=config, name="bench"))
+    return out
+
+
+def events(n: int, images: list[bytes], start: int = 0) -> list[tuple[bytes, bytes, list]]:
+    out = []
+    for i in range(start, start + n):
+        data = images[i % len(images)]
+        event = ImageEvent(
+            id=f"bench-{uuid.uuid4()}",
+            source="/bench",
+            data=ImageData(data=data, mime="image/jpeg"),
+        )
+        value, headers = encode_image_event(event, mode="binary")
+        out.append((event.id.encode(), value, list(headers)))
+    return out
+
+
+class VerdictClock:
+    """Reads the verdict topic in a thread; records (delivery time, latency) per verdict."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.samples: list[tuple[float, float, int]] = []
+        self._stop = threading.Event()
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"bench-reader-{uuid.uuid4()}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 10,
+            }
+        )
+        self._consumer.subscribe([topic])
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            msg = self._consumer.poll(0.05)
+            if msg is None or msg.error() is not None:
+                continue
+            verdict = decode_verdict(msg.value(), msg.headers())
+            # the verdict record's own broker timestamp = when it was appended (delivered)
+            appended_ms = msg.timestamp()[1]
+            source_ms = verdict.source.timestamp_ms or appended_ms
+            batch = verdict.timings.batch_size or 1
+            self.samples.append((appended_ms / 1000.0, (appended_ms - source_ms) / 1000.0, batch))
+
+    def wait_for(self, count: int, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while len(self.samples) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return len(self.samples) >= count
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self._consumer.close()
+
+
+def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes, list]], rate: float) -> None:
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0 if rate else 5})
+    began = time.monotonic()
+    for i, (key, value, headers) in enumerate(msgs):
+        if rate:
+            delay = began + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+        producer.produce(topic, value=value, key=key, headers=headers)
+        producer.poll(0)
+    producer.flush(30)
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: int) -> dict:
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    tag = uuid.uuid4().hex[:8]
+    src, dst, dlq = f"bench-in-{tag}", f"bench-verdicts-{tag}", f"bench-dlq-{tag}"
+    futures = admin.create_topics(
+        [NewTopic(src, num_partitions=args.partitions), NewTopic(dst, 1), NewTopic(dlq, 1)]
+    )
+    for f in futures.values():
+        f.result(30)
+    settings = ServiceSettings(
+        kafka={
+            "bootstrap_servers": args.bootstrap,
+            "group_id": f"bench-{tag}",
+            "input_topics": [src],
+            "verdict_topic": dst,
+            "dead_letter_topic": dlq,
+        },
+        batching={"max_batch_size": batch, "max_wait_ms": args.max_wait_ms},
+        model={"checkpoint": ckpt, "device": args.device, "torch_threads": args.threads},
+        http={"enabled": False},
+        logging={"level": "warning"},
+        cache={"enabled": False} if "cache" in ServiceSettings.model_fields else {},
+    )
+    clock = VerdictClock(args.bootstrap, dst)
+    service = Service(settings)
+    thread = service.start()
+    if not service.wait_ready(120):
+        raise SystemExit(f"service not ready: {service.error!r}")
+    # backlog: capacity
+    began = time.time()
+    produce(args.bootstrap, src, events(args.events, images), rate=0)
+    ok = clock.wait_for(args.events, timeout=args.events * 5 + 60)
+    backlog = clock.samples[: args.events]
+    first_done = min(s[0] for s in backlog)
+    last_done = max(s[0] for s in backlog)
+    throughput = args.events / max(1e-6, last_done - began)
+    # paced: latency at a fraction of capacity
+    rate = throughput * args.load
+    n_paced = max(8, min(args.events, int(rate * args.paced_seconds)))
+    produce(args.bootstrap, src, events(n_paced, images, args.events), rate=rate)
+    ok = clock.wait_for(args.events + n_paced, timeout=n_paced * 5 + 60) and ok
+    paced = clock.samples[args.events : args.events + n_paced]
+    service.stop()
+    thread.join(60)
+    clock.close()
+    lat = [s[1] for s in paced]
+    return {
+        "max_batch_size": batch,
+        "events": args.events,
+        "complete": ok,
+        "throughput_eps": round(throughput, 2),
+        "time_to_first_verdict_s": round(first_done - began, 2),
+        "mean_batch_backlog": round(statistics.mean(s[2] for s in backlog), 2),
+        "paced_rate_eps": round(rate, 2),
+        "paced_events": n_paced,
+        "latency_p50_s": round(pct(lat, 0.5), 3),
+        "latency_p95_s": round(pct(lat, 0.95), 3),
+        "mean_batch_paced": round(statistics.mean(s[2] for s in paced), 2),
+    }
+
+
+def model_only(ckpt: Path, images: list[bytes], batch: int, device: str, repeats: int) -> dict:
+    det = Detector.from_checkpoint(ckpt, device=device)
+    decoded = [decode_image(b) for b in images[:batch]]
+    while len(decoded) < batch:
+        decoded += decoded[: batch - len(decoded)]
+    det.predict(decoded)
+    began = time.perf_counter()
+    for _ in range(repeats):
+        det.predict(decoded)
+    seconds = (time.perf_counter() - began) / repeats
+    decode_s = min(timeit_once(lambda b=b: decode_image(b)) for b in images[: min(8, len(images))])
+    return {
+        "max_batch_size": batch,
+        "model_images_per_s": round(batch / seconds, 2),
+        "model_batch_s": round(seconds, 3),
+        "decode_ms": round(decode_s * 1000, 2),
+    }
+
+
+def timeit_once(fn: object) -> float:
+    began = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - began
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bootstrap", default="127.0.0.1:9092")
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--events", type=int, default=64)
+    parser.add_argument("--batch-sizes", default="1,8,16")
+    parser.add_argument("--size", default="320x240", help="image size WxH")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--max-wait-ms", type=float, default=20.0)
+    parser.add_argument("--load", type=float, default=0.5, help="paced rate / capacity")
+    parser.add_argument("--paced-seconds", type=float, default=20.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    configure_logging("warning", "console")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    w, h = (int(x) for x in args.size.split("x"))
+    images = [jpeg(i, (w, h)) for i in range(32)]
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = checkpoint(args.checkpoint, Path(tmp))
+        rows = []
+        for batch in (int(b) for b in args.batch_sizes.split(",")):
+            model = model_only(ckpt, images, batch, args.device, args.repeats)
+            print(json.dumps({"kind": "model", **model}), flush=True)
+            case = run_case(args, ckpt, images, batch)
+            print(json.dumps({"kind": "pipeline", **case}), flush=True)
+            rows.append((model, case))
+    print(
+        f"\ncheckpoint={ckpt.name} images={w}x{h} device={args.device} "
+        f"torch_threads={torch.get_num_threads()} events={args.events}"
+    )
+    print(f"batch  model img/s  pipeline ev/s  ratio  p50 s   p95 s   (paced at x{args.load:.2f})")
+    for model, case in rows:
+        ratio = case["throughput_eps"] / max(1e-9, model["model_images_per_s"])
+        print(
+            f"{case['max_batch_size']:>5}  {model['model_images_per_s']:>11.2f}  "
+            f"{case['throughput_eps']:>13.2f}  {ratio:>5.2f}  {case['latency_p50_s']:>6.3f}  "
+            f"{case['latency_p95_s']:>6.3f}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
