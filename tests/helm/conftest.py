@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import shutil
@@ -83,24 +84,31 @@ def kubecheck_bin() -> str:
 
 @pytest.fixture(scope="session")
 def render(helm_bin: str) -> Render:
-    """`render(values=None, sets=None, chart=CHART)` -> parsed manifests of `helm template`."""
+    """`render(values=None, sets=None, chart=CHART)` -> parsed manifests of `helm template`.
+
+    Renders are memoized per arguments (tests get deep copies), which keeps the suite fast.
+    """
+    cache: dict[tuple[str, str, str], list[Manifest]] = {}
 
     def _render(
         values: str | Path | None = None,
         sets: dict[str, str] | None = None,
         chart: Path = CHART,
     ) -> list[Manifest]:
-        proc = run_helm(
-            helm_bin,
-            "template",
-            RELEASE,
-            str(chart),
-            "--namespace",
-            NAMESPACE,
-            *_values_args(values, sets),
-        )
-        assert proc.returncode == 0, proc.stderr
-        return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+        key = (str(values), repr(sorted((sets or {}).items())), str(chart))
+        if key not in cache:
+            proc = run_helm(
+                helm_bin,
+                "template",
+                RELEASE,
+                str(chart),
+                "--namespace",
+                NAMESPACE,
+                *_values_args(values, sets),
+            )
+            assert proc.returncode == 0, proc.stderr
+            cache[key] = [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
+        return copy.deepcopy(cache[key])
 
     return _render
 
