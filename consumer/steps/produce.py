@@ -63,9 +63,10 @@ class ProduceStep(ProcessingStep[Outcome]):
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
             return
-        self._backlog.append((item, self._build(item)))
-        if isinstance(item, WorkItem):
-            latest = self._builder.latest(item, self._backlog[-1][1])
+        outcome, record = self._build(item)
+        self._backlog.append((outcome, record))
+        if isinstance(outcome, WorkItem):
+            latest = self._builder.latest(outcome, record)
             if latest is not None:
                 self._produce_best_effort(latest)
         self._drain()
@@ -86,14 +87,15 @@ class ProduceStep(ProcessingStep[Outcome]):
     def close(self) -> None:
         self.next_step.close()
 
-    def _build(self, item: Outcome) -> OutRecord:
+    def _build(self, item: Outcome) -> tuple[Outcome, OutRecord]:
+        """The record of ``item``; a verdict that cannot be built becomes a dead letter."""
         if isinstance(item, WorkItem):
             try:
-                return self._builder.verdict(item)
+                return item, self._builder.verdict(item)
             except Exception as exc:
                 log.exception("verdict_build_failed", event_id=item.event_id)
                 item = Failure(item.envelope, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return self._builder.dead_letter(item)
+        return item, self._builder.dead_letter(item)
 
     def _drain(self) -> None:
         while self._backlog:

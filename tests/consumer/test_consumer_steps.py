@@ -1,0 +1,180 @@
+"""Steps in isolation: detect (bad image isolated), fetch/decode error codes, produce -> receipts
+(on librdkafka's mock cluster), batch sizes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from confluent_kafka import Producer
+from consumer_support import encode, image_bytes, image_event
+
+from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.metrics import Metrics
+from consumer.steps.base import ProcessingStep
+from consumer.steps.batch import BatchStep
+from consumer.steps.detect import DetectStep
+from consumer.steps.fetch_decode import FetchDecodeStep
+from consumer.steps.produce import ProduceStep
+from detector import DecodedImage, ImageLimits, PatchEvidence, Prediction
+from schemas import ErrorCode, parse_image_event
+
+
+class Collect(ProcessingStep[Any]):
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.joined = False
+
+    def submit(self, item: Any) -> None:
+        self.items.append(item)
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self.joined = True
+
+    def close(self) -> None:
+        pass
+
+
+def work_item(offset: int, data: bytes | None = None, epoch: int = 1) -> WorkItem:
+    value, headers = encode(image_event(f"e{offset}", data=data or image_bytes(offset)))
+    env = Envelope("t", 0, offset, b"k", value, tuple(headers), 1_000, epoch)
+    return WorkItem(envelope=env, event=parse_image_event(value, headers))
+
+
+class FakeDetector:
+    """Fails every batch that holds an image 77 px wide; counts calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def predict(self, images: Any) -> list[Prediction]:
+        self.calls.append(len(images))
+        if any(img.width == 77 for img in images):
+            raise RuntimeError("boom")
+        return [
+            Prediction(
+                score=0.9,
+                is_synthetic=True,
+                threshold=0.5,
+                patches=[PatchEvidence(1, (0, 0, 32, 32), 3, 0.1, 0.5)],
+                global_attention=0.5,
+                width=img.width,
+                height=img.height,
+            )
+            for img in images
+        ]
+
+
+def decoded(width: int) -> DecodedImage:
+    from detector import decode_image
+
+    return decode_image(image_bytes(width, size=(width, 40)))
+
+
+def test_detect_isolates_the_image_that_breaks_its_batch() -> None:
+    sink, det = Collect(), FakeDetector()
+    step = DetectStep(det, sink, Metrics(), is_live=lambda env: env.offset != 3)
+    batch = [work_item(i) for i in range(4)]
+    for item, width in zip(batch, (64, 77, 80, 64), strict=True):
+        item.image = decoded(width)
+    step.submit(batch)
+    step.join(10)
+    assert sink.joined
+    verdicts = [o for o in sink.items if isinstance(o, WorkItem)]
+    failures = [o for o in sink.items if isinstance(o, Failure)]
+    assert [v.envelope.offset for v in verdicts] == [0, 2]  # 3 was revoked: dropped
+    assert all(v.prediction is not None and v.timings.batch_size == 3 for v in verdicts)
+    assert [(f.envelope.offset, f.code) for f in failures] == [(1, ErrorCode.INFERENCE_FAILED)]
+    assert det.calls == [3, 1, 1, 1]  # the batch, then image by image
+    step.close()
+
+
+def test_batch_step_forwards_by_size_and_on_join() -> None:
+    sink = Collect()
+    step = BatchStep(sink, max_size=2, max_wait_s=60)
+    for i in range(5):
+        step.submit(work_item(i))
+    step.poll()
+    assert [len(b) for b in sink.items] == [2, 2]
+    step.join(1)
+    assert [len(b) for b in sink.items] == [2, 2, 1]
+
+
+class FailingFetcher:
+    def fetch(self, url: str, expected_sha256: str | None, expected_size: int | None) -> bytes:
+        error = RuntimeError("503 from origin")
+        error.code = ErrorCode.FETCH_FAILED  # type: ignore[attr-defined]
+        error.attempts = 3  # type: ignore[attr-defined]
+        raise error
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 20, ErrorCode.IMAGE_DECODE_ERROR),
+        (image_bytes(1, size=(20, 20)), ErrorCode.UNSUPPORTED_MEDIA),  # below min_side
+        (image_bytes(1, size=(300, 40)), ErrorCode.IMAGE_TOO_LARGE),
+        (None, ErrorCode.FETCH_FAILED),
+    ],
+)
+def test_fetch_decode_maps_errors_to_codes(data: bytes | None, code: ErrorCode) -> None:
+    sink, dead = Collect(), Collect()
+    step = FetchDecodeStep(
+        sink, dead, FailingFetcher(), ImageLimits(max_side=200), Metrics(), workers=2
+    )
+    if data is None:
+        value, headers = encode(image_event("u", url="https://img.example.com/a.png"))
+        env = Envelope("t", 0, 0, None, value, tuple(headers), None, 1)
+        item = WorkItem(envelope=env, event=parse_image_event(value, headers))
+    else:
+        item = work_item(0, data)
+    step.submit(item)
+    step.join(10)
+    step.close()
+    assert sink.items == []
+    (failure,) = dead.items
+    assert failure.code == code and failure.event is not None
+    assert failure.attempts == (3 if code == ErrorCode.FETCH_FAILED else 1)
+
+
+class Builder:
+    def __init__(self) -> None:
+        self.fail_verdicts = False
+
+    def verdict(self, item: WorkItem) -> OutRecord:
+        if self.fail_verdicts:
+            raise ValueError("bug")
+        return OutRecord("verdicts", b"k", b"v")
+
+    def dead_letter(self, failure: Failure) -> OutRecord:
+        return OutRecord("dlq", None, failure.code.value.encode())
+
+    def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None:
+        return None
+
+
+def test_produce_confirms_each_outcome_once_and_dead_letters_build_bugs() -> None:
+    producer = Producer({"test.mock.num.brokers": 1, "enable.idempotence": True})
+    receipts, builder, metrics = Collect(), Builder(), Metrics()
+    step = ProduceStep(producer, builder, receipts, metrics, is_live=lambda e: e.epoch == 1)
+    outcomes: list[Outcome] = [
+        work_item(0),
+        Failure(work_item(1).envelope, ErrorCode.MISSING_IMAGE, "x"),
+    ]
+    stale = work_item(2, epoch=0)
+    for outcome in outcomes:
+        step.submit(outcome)
+    step.submit(stale)  # its partition was revoked: never produced, never confirmed
+    builder.fail_verdicts = True
+    item = work_item(3)
+    item.prediction = FakeDetector().predict([decoded(64)])[0]
+    step.submit(item)
+    step.join(10)
+    assert step.pending == 0
+    assert sorted(r.envelope.offset for r in receipts.items) == [0, 1, 3]
+    assert all(isinstance(r, Delivered) for r in receipts.items)
+    assert metrics.dead_letters.labels(code="internal_error")._value.get() == 1
+    assert metrics.dead_letters.labels(code="missing_image")._value.get() == 1
