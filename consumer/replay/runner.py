@@ -1,0 +1,342 @@
+"""The replay loop: assigned partitions -> the service's own steps -> an output, resumable.
+
+The pipeline is the consumer's (parse -> fetch/decode -> batch -> detect), ending in a
+:class:`ReplaySink` instead of the produce/commit steps. The consumer has its own group id
+(``synthscan-replay-<run_id>``), uses ``assign()`` and never commits: progress lives in the
+run's state file, advanced with the same ordering rule as live commits
+(:class:`~consumer.commit_tracker.CommitTracker`): every offset below the saved one is written.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from consumer.commit_tracker import CommitTracker
+from consumer.fetch import ImageFetcher
+from consumer.items import Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.metrics import Metrics
+from consumer.records import RecordFactory
+from consumer.replay.output import ReplayOutput
+from consumer.replay.ranges import OffsetRange, Partition
+from consumer.replay.state import ReplayState
+from consumer.settings import ServiceSettings
+from consumer.steps.base import ProcessingStep
+from consumer.steps.batch import BatchStep
+from consumer.steps.detect import DetectStep, Predictor
+from consumer.steps.fetch_decode import FetchDecodeStep
+from consumer.steps.parse import ParseStep
+from detector import ImageLimits
+from schemas import ReplayInfo, decode_verdict, encode_verdict
+
+__all__ = [
+    "ReplayResult",
+    "ReplayRunner",
+    "ReplaySink",
+    "base_config",
+    "replay_consumer_config",
+]
+
+log = structlog.get_logger("consumer.replay")
+
+_SAVE_EVERY_S = 2.0
+
+
+def base_config(settings: ServiceSettings) -> dict[str, Any]:
+    """Connection settings (bootstrap, SASL, the librdkafka passthrough) of any client."""
+    kafka = settings.kafka
+    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.librdkafka}
+    if kafka.sasl_username is not None:
+        conf["sasl.username"] = kafka.sasl_username
+    if kafka.sasl_password is not None:
+        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
+    return conf
+
+
+def replay_consumer_config(settings: ServiceSettings, run_id: str) -> dict[str, Any]:
+    """A consumer that can never touch the live group: own group id, no commits."""
+    conf = base_config(settings)
+    conf.update(
+        {
+            "group.id": f"synthscan-replay-{run_id}",
+            "client.id": f"synthscan-replay-{run_id}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    return conf
+
+
+@dataclass
+class ReplayResult:
+    """What a run did (this invocation only)."""
+
+    run_id: str
+    verdicts: int
+    dead_letters: int
+    seconds: float
+    complete: bool
+
+    @property
+    def events_per_s(self) -> float:
+        return (self.verdicts + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
+
+
+class ReplaySink(ProcessingStep[Outcome]):
+    """Last step: stamps verdicts as replays, writes them, marks their offsets done."""
+
+    def __init__(
+        self,
+        records: RecordFactory,
+        replay: ReplayInfo,
+        output: ReplayOutput,
+        tracker: CommitTracker,
+        on_written: Any = None,
+    ) -> None:
+        self._records = records
+        self._replay = replay
+        self._output = output
+        self._tracker = tracker
+        self._on_written = on_written
+        self.verdicts = 0
+        self.dead_letters = 0
+
+    def submit(self, item: Outcome) -> None:
+        env = item.envelope
+        dead = isinstance(item, Failure)
+        if isinstance(item, WorkItem):
+            try:
+                record = self._stamped(self._records.verdict(item))
+            except Exception as exc:  # an invalid verdict becomes a dead letter, as live
+                log.exception("verdict_build_failed", event_id=item.event_id)
+                record, dead = self._dead(item, exc), True
+        else:
+            record = self._records.dead_letter(item)
+
+        def done() -> None:
+            self._tracker.done(env.tp, env.offset, env.epoch)
+            if dead:
+                self.dead_letters += 1
+            else:
+                self.verdicts += 1
+            if self._on_written is not None:
+                self._on_written()
+
+        self._output.write(record, dead, done)
+
+    def _stamped(self, record: OutRecord) -> OutRecord:
+        verdict = decode_verdict(record.value, record.headers)
+        key, value, headers = encode_verdict(verdict.model_copy(update={"replay": self._replay}))
+        return OutRecord(record.topic, key, value, tuple(headers))
+
+    def _dead(self, item: WorkItem, exc: Exception) -> OutRecord:
+        from schemas import ErrorCode
+
+        failure = Failure(item.envelope, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
+        return self._records.dead_letter(failure)
+
+    def poll(self) -> None:
+        self._output.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._output.poll()
+
+    def close(self) -> None:
+        """The runner closes the output."""
+
+
+class ReplayRunner:
+    """Replays ``state.ranges`` through ``predictor`` into ``output``; see the module doc."""
+
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        state: ReplayState,
+        predictor: Predictor,
+        records: RecordFactory,
+        output: ReplayOutput,
+        *,
+        progress: bool = True,
+        stop: threading.Event | None = None,
+    ) -> None:
+        self.settings = settings
+        self.state = state
+        self.output = output
+        self.stop = stop or threading.Event()
+        self._progress = progress
+        self._tracker = CommitTracker()
+        self._metrics = Metrics()
+        replay = ReplayInfo(
+            run_id=state.run_id,
+            model_version=str(state.model.get("version", "unknown")),
+            started_at=datetime.fromisoformat(state.started_at),
+        )
+        self._bar: Any = None
+        self._closed: dict[Partition, int] = {}
+        self.sink = ReplaySink(records, replay, output, self._tracker, self._tick)
+        self._head = self._build(predictor)
+
+    def _build(self, predictor: Predictor) -> ParseStep:
+        s = self.settings
+        detect = DetectStep(predictor, self.sink, self._metrics)
+        batch = BatchStep(detect, s.batching.max_batch_size, s.batching.max_wait_ms / 1000.0)
+        self._batch = batch
+        d = s.decode
+        fetcher = ImageFetcher(s.fetch)
+        fetch = FetchDecodeStep(
+            batch,
+            self.sink,
+            fetcher,
+            ImageLimits(
+                max_bytes=d.max_bytes,
+                max_pixels=d.max_pixels,
+                max_side=d.max_side,
+                min_side=d.min_side,
+            ),
+            self._metrics,
+            workers=s.batching.fetch_workers,
+            resolve_ref=getattr(fetcher, "resolve_ref", None),
+        )
+        return ParseStep(fetch, self.sink)
+
+    def _tick(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def run(self) -> ReplayResult:
+        """Replay until every range is done (or ``stop``); save progress; never commit."""
+        began = time.monotonic()
+        ranges = [r for r in self.state.ranges if self.state.next_offset(r) < r.end]
+        consumer = Consumer(replay_consumer_config(self.settings, self.state.run_id))
+        skip = self.output.already_written()
+        self._tracker.assign([r.tp for r in self.state.ranges])
+        for r in self.state.ranges:  # nothing left: saved progress stays
+            if self.state.next_offset(r) >= r.end:
+                self.state.next_offsets[r.tp] = max(r.end, self.state.next_offsets.get(r.tp, 0))
+        self._open_bar()
+        try:
+            if ranges:
+                consumer.assign(
+                    [
+                        TopicPartition(r.topic, r.partition, self.state.next_offset(r))
+                        for r in ranges
+                    ]
+                )
+                self._loop(consumer, {r.tp: r for r in ranges}, skip)
+            if not self.stop.is_set():  # interrupted: in-flight work is redone on resume
+                self._head.join(30.0)
+            complete = not self.stop.is_set() and self._tracker.in_flight() == 0
+            self._save(complete=complete)
+        finally:
+            self._head.close()
+            consumer.close()
+            if self._bar is not None:
+                self._bar.close()
+        result = ReplayResult(
+            self.state.run_id,
+            self.sink.verdicts,
+            self.sink.dead_letters,
+            time.monotonic() - began,
+            self.state.complete,
+        )
+        log.info(
+            "replay_done",
+            run_id=result.run_id,
+            verdicts=result.verdicts,
+            dead_letters=result.dead_letters,
+            seconds=round(result.seconds, 2),
+            events_per_s=round(result.events_per_s, 1),
+            complete=result.complete,
+        )
+        return result
+
+    def _open_bar(self) -> None:
+        if not self._progress:
+            return
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        self._bar = tqdm(
+            total=self.state.remaining(), unit="ev", desc=f"replay {self.state.run_id}"
+        )
+
+    def _loop(
+        self, consumer: Consumer, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
+    ) -> None:
+        limit = self.settings.batching.max_in_flight_messages
+        last_save = time.monotonic()
+        while not self.stop.is_set() and (open_ranges or self._tracker.in_flight() > 0):
+            room = limit - self._tracker.in_flight()
+            if open_ranges and room > 0:
+                wait = 0.005 if self._tracker.in_flight() else 0.1
+                due = self._batch.due_in()
+                wait = wait if due is None else min(wait, due)
+                for msg in consumer.consume(min(room, self.settings.kafka.consume_batch), wait):
+                    self._accept(consumer, msg, open_ranges, skip)
+            else:
+                time.sleep(0.002)
+            self._head.poll()
+            if time.monotonic() - last_save >= _SAVE_EVERY_S:
+                self._save(complete=False)
+                last_save = time.monotonic()
+
+    def _accept(
+        self,
+        consumer: Consumer,
+        msg: Message,
+        open_ranges: dict[Partition, OffsetRange],
+        skip: set[Any],
+    ) -> None:
+        err = msg.error()
+        tp = (str(msg.topic()), int(msg.partition() or 0))
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:  # the end at start is <= this
+                self._close_range(consumer, tp, open_ranges)
+            elif err.fatal():
+                raise KafkaException(err)
+            else:
+                log.warning("consume_error", error=str(err))
+            return
+        r = open_ranges.get(tp)
+        if r is None:
+            return
+        offset = int(msg.offset() or 0)
+        if offset >= r.end:
+            self._close_range(consumer, tp, open_ranges)
+            return
+        epoch = self._tracker.register(tp, offset)
+        if (tp[0], tp[1], offset) in skip:  # written before the restart
+            self._tracker.done(tp, offset, epoch)
+            self._tick()
+        else:
+            self._head.submit(Envelope.from_message(msg, epoch))
+        if offset + 1 >= r.end:
+            self._close_range(consumer, tp, open_ranges)
+
+    def _close_range(
+        self, consumer: Consumer, tp: Partition, open_ranges: dict[Partition, OffsetRange]
+    ) -> None:
+        r = open_ranges.pop(tp, None)
+        if r is not None:
+            consumer.pause([TopicPartition(tp[0], tp[1])])
+            self._closed[tp] = r.end
+
+    def _save(self, complete: bool) -> None:
+        """Make the output durable first, then record how far it goes."""
+        self.state.output_bytes = self.output.durable()
+        offsets = self._tracker.committable()
+        for tp, end in self._closed.items():  # past the end: gaps/markers up to it count
+            if self._tracker.in_flight([tp]) == 0:
+                offsets[tp] = end
+        for tp, offset in offsets.items():
+            self.state.next_offsets[tp] = max(offset, self.state.next_offsets.get(tp, 0))
+        self.state.complete = complete
+        self.state.save()

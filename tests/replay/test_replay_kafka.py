@@ -1,0 +1,197 @@
+"""Audit replay against the real broker: reproduce, flip, leave the live group alone, resume."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from replay_support import (
+    WINDOW,
+    Recorded,
+    committed,
+    create_topics,
+    negated_checkpoint,
+    read_verdicts,
+    service_settings,
+    unique,
+)
+
+from consumer.__main__ import main as consumer_main
+from consumer.logs import configure_logging
+from consumer.replay import ReplayOptions, run_replay
+from consumer.replay.output import read_jsonl
+from detector import Detector
+from schemas import Verdict
+
+pytestmark = pytest.mark.kafka
+
+TOLERANCE = 1e-4
+"""Same model, same images: scores agree to this (batch composition changes float sums)."""
+
+
+def _settings(rec: Recorded, **extra: Any) -> Any:
+    return service_settings(
+        rec.bootstrap, rec.checkpoint, rec.input_topic, rec.verdict_topic, unique("unused"), **extra
+    )
+
+
+def _window_options(rec: Recorded, out: Path, **extra: Any) -> ReplayOptions:
+    options: dict[str, Any] = {
+        "topics": [rec.input_topic],
+        "from_ms": WINDOW[0],
+        "to_ms": WINDOW[1],
+        "output_file": out,
+        "compare": True,
+        "verdict_topic": rec.verdict_topic,
+        "tolerance": TOLERANCE,
+        "progress": False,
+    }
+    return ReplayOptions(**{**options, **extra})
+
+
+def test_replay_of_a_window_reproduces_the_recorded_verdicts(
+    recorded: Recorded, detector: Detector, tmp_path: Path
+) -> None:
+    out = tmp_path / "audit.jsonl"
+    outcome = run_replay(
+        _window_options(recorded, out, run_id="same"), _settings(recorded), detector=detector
+    )
+
+    assert outcome.result.complete and outcome.result.verdicts == 8
+    lines = [Verdict.model_validate(o) for o in read_jsonl(out)]
+    assert {v.event_id for v in lines} == {s.event_id for s in recorded.window_events}
+    assert all(v.replay is not None and v.replay.run_id == "same" for v in lines)
+    assert all(v.replay is not None and v.replay.model_version == "1.0.0" for v in lines)
+    assert sum(v.cached for v in lines) == 1  # seed 10 twice in the window
+
+    report = json.loads(outcome.reports[0].read_text())  # type: ignore[index]
+    counts = report["counts"]
+    assert counts["matched_by_event_id"] == 8 and counts["unmatched"] == 0
+    assert counts["flips"] == 0 and counts["within_tolerance"] == 8
+    assert report["score_delta"]["max_abs"] <= TOLERANCE
+    assert report["models"]["recorded"][0]["weights_sha256"] == detector.info.weights_sha256
+    assert "## Flipped events (0)" in outcome.reports[1].read_text()  # type: ignore[index]
+
+
+def test_replay_reports_flips_when_the_threshold_changes(
+    recorded: Recorded, detector: Detector, tmp_path: Path
+) -> None:
+    scores = sorted({v.score for v in recorded.in_window()})
+    gap, low = max((b - a, a) for a, b in itertools.pairwise(scores))
+    threshold = low + gap / 2  # in the widest gap between recorded scores
+    assert gap > 4 * TOLERANCE, "scores too close to split"
+    expected = {
+        v.event_id: ("synthetic" if v.score >= threshold else "real") for v in recorded.in_window()
+    }
+    flips = {e for e, label in expected.items() if label != _label_of(recorded, e)}
+    assert flips, "the new threshold should flip some of the recorded labels"
+
+    det = Detector.from_checkpoint(recorded.checkpoint, device="cpu", precision="fp32")
+    outcome = run_replay(
+        _window_options(recorded, tmp_path / "t.jsonl", threshold=threshold),
+        _settings(recorded),
+        detector=det,
+    )
+
+    report = outcome.comparison.to_dict()  # type: ignore[union-attr]
+    assert {f["event_id"] for f in report["flipped"]} == flips
+    up = sum(1 for e in flips if expected[e] == "synthetic")
+    assert report["counts"]["real_to_synthetic"] == up
+    assert report["counts"]["synthetic_to_real"] == len(flips) - up
+    assert report["models"]["replay"][0]["threshold"] == pytest.approx(threshold)
+    assert report["score_delta"]["max_abs"] <= TOLERANCE  # same weights: same scores
+
+
+def _label_of(rec: Recorded, event_id: str) -> str:
+    return next(v.label for v in rec.verdicts if v.event_id == event_id)
+
+
+def test_candidate_checkpoint_via_the_cli_to_an_audit_topic(
+    recorded: Recorded, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``python -m consumer replay --offsets ... --checkpoint candidate --output-topic``."""
+    candidate = negated_checkpoint(recorded.checkpoint, tmp_path / "candidate.safetensors")
+    audit = unique("rp-audit")
+    create_topics(recorded.bootstrap, {audit: 1})
+    # the whole topic, by explicit offsets: 0 up to the end captured at start
+    argv = ["replay", "--bootstrap-servers", recorded.bootstrap, "--no-progress", "--compare"]
+    argv += [
+        "--offsets",
+        f"{recorded.input_topic}:0:0-",
+        "--offsets",
+        f"{recorded.input_topic}:1:0-",
+    ]
+    argv += ["--checkpoint", str(candidate), "--output-topic", audit, "--run-id", "cand"]
+    argv += ["--verdict-topic", recorded.verdict_topic, "--report", str(tmp_path / "cand")]
+    argv += ["--set", "model.device=cpu", "--set", "model.precision=fp32"]
+    monkeypatch.chdir(tmp_path)
+
+    try:
+        assert consumer_main(argv) == 0
+        out = capsys.readouterr().out
+    finally:
+        configure_logging("warning", "console")  # main() bound the logs to capsys' stdout
+
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary["complete"] and summary["verdicts"] == 15
+    new = read_verdicts(recorded.bootstrap, audit, 15, timeout_s=30)
+    assert len(new) == 15 and all(v.replay and v.replay.run_id == "cand" for v in new)
+    report = json.loads((tmp_path / "cand.json").read_text())
+    scores = {v.event_id: v.score for v in recorded.verdicts}
+    for v in new:  # the candidate negates the logit: score -> 1 - score
+        assert v.score == pytest.approx(1.0 - scores[v.event_id], abs=1e-4)
+    assert report["counts"]["flips"] == sum(1 for v in recorded.verdicts if v.score != 0.5)
+    assert report["counts"]["flips"] == 15
+    versions = {m["version"] for m in report["models"]["recorded"]}
+    assert versions == {"1.0.0"}
+    assert {m["version"] for m in report["models"]["replay"]} == {"2.0.0-candidate"}
+    assert (tmp_path / "cand.md").exists()
+
+
+def test_replay_never_commits_into_the_live_group(
+    recorded: Recorded, detector: Detector, tmp_path: Path
+) -> None:
+    before = committed(recorded.bootstrap, recorded.group, recorded.input_topic, 2)
+    run_replay(
+        _window_options(recorded, tmp_path / "g.jsonl", run_id="nocommit", compare=False),
+        _settings(recorded),
+        detector=detector,
+    )
+    after = committed(recorded.bootstrap, recorded.group, recorded.input_topic, 2)
+    assert before == after == recorded.committed
+    own = committed(recorded.bootstrap, "synthscan-replay-nocommit", recorded.input_topic, 2)
+    assert all(o < 0 for o in own.values()), own  # the replay group committed nothing either
+
+
+def test_an_interrupted_replay_resumes_by_run_id_without_duplicates(
+    recorded: Recorded, detector: Detector, tmp_path: Path, stop_after: Any
+) -> None:
+    out = tmp_path / "resume.jsonl"
+    stopper = stop_after(3)
+    options = _window_options(recorded, out, run_id="resume", compare=False)
+    batching = {"max_batch_size": 1, "max_wait_ms": 0, "max_in_flight_messages": 2}
+    settings = _settings(recorded, batching=batching)
+
+    class Counting:  # a detector that stops the run after three images
+        info = detector.info
+
+        def predict(self, images: Any) -> Any:
+            stopper.tick()
+            return detector.predict(images)
+
+    first = run_replay(options, settings, detector=Counting(), stop=stopper.event)
+    assert not first.result.complete
+    state = json.loads(first.state_file.read_text())
+    assert not state["complete"]
+    written = len(list(read_jsonl(out)))
+    assert 0 < written < 8
+
+    second = run_replay(options, settings, detector=detector)
+
+    assert second.result.complete
+    lines = [Verdict.model_validate(o) for o in read_jsonl(out)]
+    assert sorted(v.event_id for v in lines) == sorted(s.event_id for s in recorded.window_events)
+    assert second.result.verdicts == 8 - written
