@@ -153,3 +153,22 @@ def test_save_sets_config_from_model(small_model: GLFF, tmp_path: Path) -> None:
     save_checkpoint(tmp_path / "m.safetensors", small_model, meta)
     data = read_metadata(tmp_path / "m.safetensors")
     assert data["backbone"] == "mobilenet_v2" and data["training"] == {"lr": 1e-4}
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(backbone="mobilenet_v2", patch_strategy="rsz448", local_backbone="separate"),
+        ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none"),
+    ],
+)
+def test_variants_round_trip(config: ModelConfig, tmp_path: Path) -> None:
+    from detector.model import build_model
+
+    model = build_model(config).eval()
+    save_checkpoint(tmp_path / "v.safetensors", model, CheckpointMetadata(name="v"))
+    loaded, meta = load_checkpoint(tmp_path / "v.safetensors")
+    assert meta.config == config and type(loaded) is type(model)
+    pixels, sizes = collate_images([torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)])
+    with torch.no_grad():
+        assert torch.equal(loaded(pixels, sizes).logits, model(pixels, sizes).logits)

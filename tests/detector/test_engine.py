@@ -122,3 +122,10 @@ def test_bf16_on_cpu_runs_and_fp16_on_cpu_is_refused(small_checkpoint: Path) -> 
     model, meta = load_checkpoint(small_checkpoint)
     with pytest.raises(DetectorError):
         Detector(model, meta, device="cpu", precision="fp64")
+
+
+def test_empty_list_and_smallest_image(detector: Detector) -> None:
+    assert detector.predict([]) == []
+    (pred,) = detector.predict([Image.fromarray(random_array(32, 32))])
+    assert (pred.width, pred.height) == (32, 32)
+    assert all(q.box == (0, 0, 32, 32) for q in pred.patches)

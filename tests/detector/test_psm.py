@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from detector.patches import select_patches
 from detector.psm import (
@@ -191,3 +193,30 @@ def test_random_and_rsz448_strategies() -> None:
         [200, 120, 440, 360],
     ]
     assert sel.windows.tolist() == [[0] * 5]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    h=st.integers(32, 8192),
+    w=st.integers(32, 8192),
+    window=st.sampled_from([2, 3]),
+    data=st.data(),
+)
+def test_boxes_inside_any_image(h: int, w: int, window: int, data: st.DataObject) -> None:
+    g = 8 - window
+    index = data.draw(st.integers(0, g * g - 1))
+    patch = 224 if window == 3 else 112
+    box = windows_to_boxes(
+        torch.tensor([[index]]),
+        torch.tensor([[h, w]]),
+        window=window,
+        grid=(7, 7),
+        patch_size=patch,
+    )[0, 0].tolist()
+    side = min(patch, h, w)
+    assert box[2] - box[0] == side and box[3] - box[1] == side
+    assert box[0] >= 0 and box[2] <= w and box[1] >= 0 and box[3] <= h
+    # the patch contains the window centre whenever it can (it is only shifted at the borders)
+    s = min(h, w)
+    cx = (w - s) // 2 + (index % g + window / 2) / 7 * s
+    assert box[0] - 0.5 <= cx <= box[2] + 0.5
