@@ -63,6 +63,9 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     )
     if settings.exactly_once:
         conf["transactional.id"] = f"{settings.transactional_id_prefix}{instance_id(settings)}"
+        # A transaction spans one commit interval plus a drain (at most revoke_drain_s).
+        span_ms = (settings.commit_interval_s + settings.revoke_drain_s) * 1000.0
+        conf["transaction.timeout.ms"] = int(max(60_000.0, 3 * span_ms))
     conf.update(settings.producer_overrides)
     conf["enable.idempotence"] = True
     return conf

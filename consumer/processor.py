@@ -14,7 +14,14 @@ from collections import deque
 from collections.abc import Callable
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
 
 from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker, Partition
@@ -50,6 +57,7 @@ class StreamProcessor:
         consume_batch: int = 100,
         revoke_drain_s: float = 10.0,
         next_due: Callable[[], float | None] = lambda: None,
+        reset_to_beginning: bool = True,
     ) -> None:
         self._consumer = consumer
         self._topics = topics
@@ -62,6 +70,7 @@ class StreamProcessor:
         self._consume_batch = consume_batch
         self._revoke_drain_s = revoke_drain_s
         self._next_due = next_due
+        self._reset_to_beginning = reset_to_beginning
         self._carried: deque[Envelope] = deque()
         self._closing = False
 
@@ -99,6 +108,8 @@ class StreamProcessor:
         self._offer_carried()
         self._head.poll()
         in_flight = self._tracker.in_flight()
+        if self._commit.barrier and in_flight == 0:
+            self._commit.on_drained()
         if self._backpressure.on_progress(in_flight, carrying=bool(self._carried)):
             self._set_paused(False)
         self._metrics.in_flight.set(in_flight)
@@ -116,7 +127,7 @@ class StreamProcessor:
             if not self._tracker.is_current(env.tp, env.epoch):  # revoked since consumed
                 self._carried.popleft()
                 continue
-            if not self._backpressure.admits(self._tracker.in_flight()):
+            if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
             try:
@@ -165,19 +176,31 @@ class StreamProcessor:
         tps = _tps(partitions)
         self._drop_carried(tps)
         if not self._closing:
-            self._drain(tps, time.monotonic() + self._revoke_drain_s)
+            drain = None if self._commit.drains_all else tps
+            self._drain(drain, time.monotonic() + self._revoke_drain_s)
         try:
             self._commit.commit_sync(tps)
         except KafkaException as exc:  # the generation may already be gone
             log.warning("revoke_commit_failed", error=str(exc))
         self._forget(consumer, partitions, "revoke")
 
+    def rewind(self) -> None:
+        """After an aborted transaction: drop in-flight work, seek back to committed offsets."""
+        assignment = self._consumer.assignment()
+        self._carried.clear()
+        self._tracker.assign(_tps(assignment))  # new epochs: stale outputs are dropped
+        for tp in self._consumer.committed(assignment, timeout=10):
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
+            self._consumer.seek(tp)
+        log.warning("rewound", partitions=len(assignment))
+
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drop_carried(_tps(partitions))
         self._forget(consumer, partitions, "lost")
 
-    def _drain(self, tps: list[Partition], deadline: float) -> None:
-        """Let in-flight work of ``tps`` finish (bounded by ``deadline``)."""
+    def _drain(self, tps: list[Partition] | None, deadline: float) -> None:
+        """Let in-flight work of ``tps`` (None: all) finish, bounded by ``deadline``."""
         while self._tracker.in_flight(tps) > 0 and time.monotonic() < deadline:
             self._health.beat()
             self._head.poll()

@@ -41,6 +41,7 @@ from consumer.steps.detect import DetectStep, Predictor
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
+from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
 from detector import Detector, ImageLimits, ModelInfo
 
@@ -169,8 +170,6 @@ class Service:
 
     def _run_pipeline(self, detector: LoadedDetector) -> None:
         kafka = self.settings.kafka
-        if kafka.exactly_once:
-            raise ConfigurationError("kafka.exactly_once is not implemented yet")
         if kafka.latest_verdict_topic is not None:
             ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
         tracker = CommitTracker()
@@ -183,7 +182,12 @@ class Service:
         )
         consumer = Consumer(conf)
         producer = Producer({**producer_config(kafka), "error_cb": self._on_client_error})
-        commit = CommitStep(consumer, tracker, self.metrics, CommitPolicy(kafka.commit_interval_s))
+        policy = CommitPolicy(kafka.commit_interval_s)
+        commit: CommitStep
+        if kafka.exactly_once:
+            commit = TransactionalCommitStep(consumer, producer, tracker, self.metrics, policy)
+        else:
+            commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
         batch, head = self._build_steps(detector, producer, commit, tracker)
         processor = StreamProcessor(
@@ -198,7 +202,10 @@ class Service:
             consume_batch=kafka.consume_batch,
             revoke_drain_s=kafka.revoke_drain_s,
             next_due=batch.due_in,
+            reset_to_beginning=kafka.auto_offset_reset == "earliest",
         )
+        if isinstance(commit, TransactionalCommitStep):
+            commit.rewind = processor.rewind
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:

@@ -46,7 +46,14 @@ class CommitStep(ProcessingStep[Delivered]):
     Offsets are sent with ``commit(offsets=..., asynchronous=True)`` from ``poll`` and
     synchronously from ``join``/``commit_sync`` (revocation, shutdown). Commit results arrive
     through :meth:`on_commit` (the consumer's ``on_commit`` callback).
+
+    The processor also reads :attr:`barrier` and :attr:`drains_all` and calls
+    :meth:`on_drained`: hooks for the transactional variant
+    (:class:`~consumer.steps.transaction.TransactionalCommitStep`), inert here.
     """
+
+    drains_all = False
+    """On revoke, wait for the work of every partition (not only the revoked ones)."""
 
     def __init__(
         self,
@@ -60,6 +67,14 @@ class CommitStep(ProcessingStep[Delivered]):
         self._metrics = metrics
         self._policy = policy
         self._last_commit = time.monotonic()
+
+    @property
+    def barrier(self) -> bool:
+        """True while the pipeline must drain (take no new messages) before the next commit."""
+        return False
+
+    def on_drained(self) -> None:
+        """Called by the loop when :attr:`barrier` is set and nothing is in flight."""
 
     def submit(self, item: Delivered) -> None:
         env = item.envelope

@@ -9,7 +9,7 @@ from functools import partial
 from typing import Protocol
 
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.metrics import Metrics
@@ -100,6 +100,9 @@ class ProduceStep(ProcessingStep[Outcome]):
     def _drain(self) -> None:
         while self._backlog:
             item, record = self._backlog[0]
+            if not self._is_live(item.envelope):  # revoked or rewound meanwhile
+                self._backlog.popleft()
+                continue
             try:
                 self._producer.produce(
                     record.topic,
@@ -110,6 +113,9 @@ class ProduceStep(ProcessingStep[Outcome]):
                 )
             except BufferError:  # local queue full: serve callbacks, try again next poll
                 self._producer.poll(0)
+                return
+            except KafkaException as exc:  # transaction in error: the commit step aborts it
+                log.warning("produce_refused", error=str(exc))
                 return
             self._backlog.popleft()
             self._awaiting += 1

@@ -205,7 +205,9 @@ def test_bad_inputs_become_dead_letters_and_the_stream_goes_on(
     verdicts.close()
 
 
+@pytest.mark.parametrize("exactly_once", [False, True], ids=["at-least-once", "exactly-once"])
 def test_two_consumers_split_the_partitions_and_lose_nothing(
+    exactly_once: bool,
     topics_factory: Callable[[int], Topics],
     checkpoint: Path,
     detector: Detector,
@@ -220,10 +222,14 @@ def test_two_consumers_split_the_partitions_and_lose_nothing(
             for i in range(start, start + count)
         ]
 
-    first = run_service(topics.settings(checkpoint), detector=detector)
+    def settings(name: str) -> Any:
+        kafka = {"exactly_once": exactly_once, "instance_id": f"{topics.group}-{name}"}
+        return topics.settings(checkpoint, kafka=kafka)
+
+    first = run_service(settings("a"), detector=detector)
     produce(topics.bootstrap, topics.input, events(0, n // 2))
     time.sleep(1.0)  # the first consumer is mid-work when the second joins
-    second = run_service(topics.settings(checkpoint), detector=detector)
+    second = run_service(settings("b"), detector=detector)
     produce(topics.bootstrap, topics.input, events(n // 2, n // 2))
     reader = TopicReader(topics.bootstrap, topics.verdicts)
     deadline = time.monotonic() + 90
@@ -233,6 +239,8 @@ def test_two_consumers_split_the_partitions_and_lose_nothing(
     ids = Counter(v.event_id for v in reader.verdicts())
     assert set(ids) == {f"e{i}" for i in range(n)}
     print(f"duplicates after the rebalance: {sum(ids.values()) - n}")
+    if exactly_once:  # the reader is read_committed
+        assert sum(ids.values()) == n
     assert first.health.assigned == 2 and second.health.assigned == 2
     for service in (first, second):
         assert service.metrics.events_in.labels(topic=topics.input)._value.get() > 0

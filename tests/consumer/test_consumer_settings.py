@@ -115,4 +115,6 @@ def test_client_configs_keep_the_delivery_guarantees() -> None:
     assert p["compression.type"] == "zstd"
     assert "transactional.id" not in p
     eos = ServiceSettings.load(["kafka.exactly_once=true", "kafka.instance_id=pod-1"])
-    assert producer_config(eos.kafka)["transactional.id"] == "synthscan-pod-1"
+    eos_conf = producer_config(eos.kafka)
+    assert eos_conf["transactional.id"] == "synthscan-pod-1"
+    assert eos_conf["transaction.timeout.ms"] >= 60_000

@@ -1,0 +1,135 @@
+"""Exactly-once commit step: verdicts, dead letters and input offsets in one Kafka transaction.
+
+The producer is transactional (``transactional.id`` = prefix + stable instance id). Every
+``commit_interval_s`` the step raises a *barrier*: the loop stops taking messages (pausing the
+partitions) until nothing is in flight, then :meth:`on_drained` sends the committable offsets
+with ``send_offsets_to_transaction`` and commits the transaction. Draining first matters: with
+out-of-order completion, a transaction must never contain the output of a message whose offset
+it does not also commit. On an abortable error the transaction is aborted and the loop
+*rewinds* (every partition seeks back to its committed offset, in-flight work is dropped by an
+epoch change); a fatal error (fenced by a newer instance with the same id) stops the service.
+Readers of the output topics use ``isolation.level=read_committed``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from consumer.commit_tracker import CommitTracker, Partition
+from consumer.items import Delivered
+from consumer.metrics import Metrics
+from consumer.steps.commit import CommitPolicy, CommitStep
+
+__all__ = ["TransactionalCommitStep"]
+
+log = structlog.get_logger("consumer.transaction")
+
+
+class TransactionalCommitStep(CommitStep):
+    """Commits outputs and offsets atomically; see the module docstring."""
+
+    drains_all = True
+
+    def __init__(
+        self,
+        consumer: Consumer,
+        producer: Producer,
+        tracker: CommitTracker,
+        metrics: Metrics,
+        policy: CommitPolicy | None = None,
+        timeout_s: float = 30.0,
+    ) -> None:
+        super().__init__(consumer, tracker, metrics, policy or CommitPolicy())
+        self._producer = producer
+        self._timeout_s = timeout_s
+        self._barrier = False
+        self._dirty = False
+        self.rewind: Callable[[], None] = lambda: None
+        """Set by the service to :meth:`StreamProcessor.rewind`."""
+        producer.init_transactions(timeout_s)
+        producer.begin_transaction()
+
+    @property
+    def barrier(self) -> bool:
+        return self._barrier
+
+    def submit(self, item: Delivered) -> None:
+        super().submit(item)
+        self._dirty = True
+
+    def poll(self) -> None:
+        elapsed = time.monotonic() - self._last_commit
+        if self._dirty and not self._barrier and elapsed >= self._policy.min_interval_s:
+            self._barrier = True
+
+    def on_drained(self) -> None:
+        self._commit_transaction()
+        self._barrier = False
+
+    def join(self, timeout: float | None = None) -> None:
+        """Shutdown: the upstream joins drained the pipeline; commit the last transaction."""
+        self._commit_transaction()
+
+    def close(self) -> None:
+        """Abort whatever is still open (nothing after a clean :meth:`join`)."""
+
+    def commit_sync(self, partitions: Iterable[Partition] | None = None) -> dict[Partition, int]:
+        """Revocation: commit the whole transaction (the loop drained every partition)."""
+        return self._commit_transaction()
+
+    def _commit_transaction(self) -> dict[Partition, int]:
+        self._last_commit = time.monotonic()
+        if self._tracker.in_flight() > 0:
+            # Outputs past an unfinished message would be committed without their offsets.
+            self._abort("work still in flight at the commit point")
+            return {}
+        offsets = self._tracker.committable()
+        if not offsets and not self._dirty:
+            return {}
+        try:
+            if offsets:
+                self._producer.send_offsets_to_transaction(
+                    [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                    self._consumer.consumer_group_metadata(),
+                    self._timeout_s,
+                )
+            self._commit_with_retry()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.txn_requires_abort():
+                self._abort(str(error))
+                return {}
+            self._metrics.commits.labels(result="fatal").inc()
+            log.error("transaction_fatal", error=str(error))
+            raise
+        self._tracker.mark_committed(offsets)
+        self._metrics.commits.labels(result="ok").inc()
+        self._dirty = False
+        self._producer.begin_transaction()
+        log.debug(
+            "transaction_committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()}
+        )
+        return offsets
+
+    def _commit_with_retry(self) -> None:
+        for attempt in range(3):
+            try:
+                self._producer.commit_transaction(self._timeout_s)
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.retriable() or attempt == 2:
+                    raise
+                log.warning("transaction_commit_retry", error=str(error))
+
+    def _abort(self, reason: str) -> None:
+        log.warning("transaction_aborted", reason=reason)
+        self._metrics.commits.labels(result="aborted").inc()
+        self._producer.abort_transaction(self._timeout_s)
+        self.rewind()
+        self._dirty = False
+        self._producer.begin_transaction()
