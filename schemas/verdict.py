@@ -62,8 +62,9 @@ class Patch(WireModel):
     """1 = highest attention."""
     box: Box
     """Where the patch is, in original pixels."""
-    window: Literal[3, 2]
-    """Sliding-window size on the feature map that produced the patch (3x3 or 2x2)."""
+    window: Literal[3, 2, 0]
+    """Sliding-window size on the feature map that produced the patch (3x3 or 2x2); 0 for the
+    fixed crops of the ``rsz448`` ablation (four corners + centre), which have no window."""
     activation: FiniteFloat
     """Mean activation of the window (how strongly it stood out)."""
     attention: UnitFloat

@@ -235,7 +235,7 @@ def write_html(
         "<!doctype html><meta charset='utf-8'><title>synthscan demo</title><style>"
         "body{font-family:sans-serif;margin:2em}.card{border:1px solid #ccc;padding:1em;"
         "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}"
-        "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}"
+        "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}rect.w0{stroke:#ff0}"
         "text{fill:#ff0;font-size:16px;paint-order:stroke;stroke:#000;stroke-width:3px}"
         "td,th{padding:0 .6em;text-align:right}</style>"
         f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
