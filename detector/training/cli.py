@@ -22,8 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def _add_train(sub: Subparsers) -> None:
     p = sub.add_parser("train", help="train GLFF or the global-only baseline")
-    p.add_argument("--train", required=True, help="CNNDetection-layout folder or manifest CSV")
-    p.add_argument("--val", required=True, help="validation folder or manifest CSV")
+    p.add_argument("--train", help="CNNDetection-layout folder or manifest CSV (required)")
+    p.add_argument("--val", help="validation folder or manifest CSV (required)")
     p.add_argument("--train-split", help="manifest split of the training rows (e.g. train)")
     p.add_argument("--val-split", help="manifest split of the validation rows (e.g. val)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
@@ -73,7 +73,12 @@ def _add_train(sub: Subparsers) -> None:
     p.add_argument("--limit-train-batches", type=int, help="at most N batches per epoch")
     p.add_argument("--name", default="", help="checkpoint name (default <arch>-<backbone>)")
     p.add_argument("--version", default="0.1.0")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.safetensors")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.safetensors with its saved configuration (only --epochs, "
+        "--workers, --device, --limit-train-batches and --no-progress apply)",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -166,6 +171,8 @@ def _train(args: argparse.Namespace) -> int:
     }
     known = {f.name for f in fields(TrainConfig)}
     assert set(values) <= known
+    if not args.resume and (args.train is None or args.val is None):
+        raise SystemExit("error: train needs --train and --val (unless --resume)")
     if args.resume:
         runtime = ("epochs", "workers", "device", "progress", "limit_train_batches")
         cfg = resume_config(Path(args.out), {k: values[k] for k in runtime})

@@ -101,3 +101,20 @@ def test_global_baseline_with_accumulation_and_frozen_trunk(
     assert not torch.equal(model.head.weight, init.head.weight)
     frozen = freeze_trunk(model, 2)
     assert len(frozen) == 2 and not any(p.requires_grad for m in frozen for p in m.parameters())
+
+
+def test_train_cli_and_resume(split_root: Path, tmp_path: Path) -> None:
+    from detector.cli import main
+
+    out = tmp_path / "cli-run"
+    common = ["--workers", "0", "--no-progress"]
+    args = ["train", "--train", str(split_root / "train"), "--val", str(split_root / "val"),
+            "--out", str(out), "--backbone", TINY, "--backbone-weights", "none",
+            "--batch-size", "8", "--epochs", "1", "--lr", "3e-4", *common]  # fmt: skip
+    assert main(args) == 0
+    assert main(["train", "--out", str(out), "--resume", "--epochs", "2", *common]) == 0
+    rows = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [0, 1]
+    assert read_metadata(out / "last.safetensors")["training"]["config"]["lr"] == 3e-4
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(out), *common])  # neither data nor --resume
