@@ -164,12 +164,9 @@ def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) 
 
 
 def _predictor(settings: ServiceSettings, detector: Any) -> Any:
-    cache = getattr(settings, "cache", None)
-    if cache is None or not cache.enabled:
-        return detector
-    from consumer.verdict_cache import CachingPredictor, VerdictCache
+    from consumer.verdict_cache import with_cache
 
-    return CachingPredictor(detector, VerdictCache(cache.max_entries))
+    return with_cache(detector, getattr(settings, "cache", None))
 
 
 def _records(options: ReplayOptions, run_id: str, info: Any) -> Any:
