@@ -80,6 +80,16 @@ def run_replay(
 
     if (options.output_file is None) == (options.output_topic is None):
         raise ValueError("give exactly one of --output-file / --output-topic")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {options.threshold}")
+    if (
+        options.from_ms is not None
+        and options.to_ms is not None
+        and options.from_ms >= options.to_ms
+    ):
+        raise ValueError("--from must be before --to")
+    if options.offsets and (options.from_ms is not None or options.to_ms is not None):
+        raise ValueError("give either --offsets or --from/--to, not both")
     run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     state_path = options.state_file or (
         options.output_file.with_name(options.output_file.name + ".state.json")

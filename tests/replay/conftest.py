@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from replay_support import (
     T0,
     Recorded,
@@ -26,6 +27,10 @@ from replay_support import (
 from consumer import Service
 from consumer.logs import configure_logging
 from detector import Detector
+
+_STRUCTURED: list[tuple[str, str | bytes | None]] = [
+    ("content-type", b"application/cloudevents+json")
+]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,6 +58,9 @@ def recorded(kafka_bootstrap: str, checkpoint: Path, detector: Detector) -> Reco
         kafka_bootstrap, topic, [10, 11, 12, 13, 14, 15, 10, 16], T0 + 10_000, "in"
     )
     produce_events(kafka_bootstrap, topic, [20, 21, 22], T0 + 100_000, "after")
+    bad = Producer({"bootstrap.servers": kafka_bootstrap})  # one poison message in the window
+    bad.produce(topic, value=b"{oops", partition=0, timestamp=T0 + 20_000, headers=_STRUCTURED)
+    assert bad.flush(10) == 0
     service = Service(
         service_settings(kafka_bootstrap, checkpoint, topic, verdicts, group), detector=detector
     )
@@ -66,7 +74,7 @@ def recorded(kafka_bootstrap: str, checkpoint: Path, detector: Detector) -> Reco
     assert not thread.is_alive()
     assert len({v.event_id for v in got}) == 15
     offsets = committed(kafka_bootstrap, group, topic, 2)
-    assert sum(offsets.values()) == 15  # the live group is at the end
+    assert sum(offsets.values()) == 16  # the live group is at the end (15 + 1 dead letter)
     return Recorded(kafka_bootstrap, topic, verdicts, group, checkpoint, window, got, offsets)
 
 

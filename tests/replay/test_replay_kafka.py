@@ -21,7 +21,7 @@ from replay_support import (
 
 from consumer.__main__ import main as consumer_main
 from consumer.logs import configure_logging
-from consumer.replay import ReplayOptions, run_replay
+from consumer.replay import ReplayOptions, parse_offsets, run_replay
 from consumer.replay.output import read_jsonl
 from detector import Detector
 from schemas import Verdict
@@ -61,6 +61,9 @@ def test_replay_of_a_window_reproduces_the_recorded_verdicts(
     )
 
     assert outcome.result.complete and outcome.result.verdicts == 8
+    assert outcome.result.dead_letters == 1  # the poison message in the window, as live
+    dead = list(read_jsonl(out.with_name(out.name + ".dead-letters.jsonl")))
+    assert [d["code"] for d in dead] == ["invalid_json"]
     lines = [Verdict.model_validate(o) for o in read_jsonl(out)]
     assert {v.event_id for v in lines} == {s.event_id for s in recorded.window_events}
     assert all(v.replay is not None and v.replay.run_id == "same" for v in lines)
@@ -136,7 +139,7 @@ def test_candidate_checkpoint_via_the_cli_to_an_audit_topic(
         configure_logging("warning", "console")  # main() bound the logs to capsys' stdout
 
     summary = json.loads(out.strip().splitlines()[-1])
-    assert summary["complete"] and summary["verdicts"] == 15
+    assert summary["complete"] and summary["verdicts"] == 15 and summary["dead_letters"] == 1
     new = read_verdicts(recorded.bootstrap, audit, 15, timeout_s=30)
     assert len(new) == 15 and all(v.replay and v.replay.run_id == "cand" for v in new)
     report = json.loads((tmp_path / "cand.json").read_text())
@@ -195,3 +198,16 @@ def test_an_interrupted_replay_resumes_by_run_id_without_duplicates(
     lines = [Verdict.model_validate(o) for o in read_jsonl(out)]
     assert sorted(v.event_id for v in lines) == sorted(s.event_id for s in recorded.window_events)
     assert second.result.verdicts == 8 - written
+    assert second.result.dead_letters + first.result.dead_letters == 1
+
+
+def test_bad_arguments_are_refused(recorded: Recorded, tmp_path: Path) -> None:
+    settings = _settings(recorded)
+    for extra in (
+        {"threshold": 1.5},
+        {"from_ms": WINDOW[1], "to_ms": WINDOW[0]},
+        {"offsets": parse_offsets([f"{recorded.input_topic}:0:0-1"])},
+        {"output_topic": "x"},  # and an output file
+    ):
+        with pytest.raises(ValueError):
+            run_replay(_window_options(recorded, tmp_path / "bad.jsonl", **extra), settings)
