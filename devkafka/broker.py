@@ -130,6 +130,12 @@ class KafkaBroker:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def kafka_version(self) -> str:
+        """Version of the broker jar in ``devkafka/libs`` (e.g. ``3.9.1``)."""
+        jars = sorted(LIBS.glob("kafka_2.13-*.jar"))
+        return jars[-1].stem.removeprefix("kafka_2.13-") if jars else "unknown"
+
+    @property
     def pid_file(self) -> Path:
         return self.data_dir / "broker.pid"
 
