@@ -75,7 +75,7 @@ class TransactionalCommitStep(CommitStep):
         self._commit_transaction()
 
     def close(self) -> None:
-        """Abort whatever is still open (nothing after a clean :meth:`join`)."""
+        """Nothing to release: after :meth:`join` only an empty transaction is open."""
 
     def commit_sync(self, partitions: Iterable[Partition] | None = None) -> dict[Partition, int]:
         """Revocation: commit the whole transaction (the loop drained every partition)."""

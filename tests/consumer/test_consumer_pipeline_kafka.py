@@ -246,3 +246,48 @@ def test_two_consumers_split_the_partitions_and_lose_nothing(
         assert service.metrics.events_in.labels(topic=topics.input)._value.get() > 0
         assert service.metrics.rebalances.labels(kind="assign")._value.get() >= 1
     reader.close()
+
+
+class SlowDetector:
+    """A batch that takes longer than ``max.poll.interval.ms`` (a long GPU batch)."""
+
+    def __init__(self, inner: Detector, seconds: float) -> None:
+        self.inner, self.info, self.seconds = inner, inner.info, seconds
+
+    def predict(self, images: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.inner.predict(images)
+
+
+def test_a_batch_longer_than_max_poll_interval_keeps_the_group_and_liveness(
+    topics_factory: Callable[[int], Topics],
+    checkpoint: Path,
+    detector: Detector,
+    run_service: Callable[..., Service],
+) -> None:
+    topics = topics_factory(1)
+    settings = topics.settings(
+        checkpoint,
+        kafka={"max_poll_interval_ms": 6000},
+        http={"heartbeat_timeout_s": 1.0},
+        shutdown={"grace_s": 5},
+    )
+    service = run_service(settings, detector=SlowDetector(detector, seconds=8.0))
+    produce(
+        topics.bootstrap,
+        topics.input,
+        [(b"k", *encode(image_event(f"slow-{i}", data=image_bytes(i)))) for i in range(2)],
+    )
+    reader = TopicReader(topics.bootstrap, topics.verdicts)
+    began = time.monotonic()
+    live = []
+    while time.monotonic() - began < 9.0:  # the whole batch, and past max.poll.interval.ms
+        live.append(http_get(service.http_port, "/healthz")[0])
+        time.sleep(0.5)
+    assert set(live) == {200}
+    reader.read_until(2, timeout=30)
+    assert sorted(v.event_id for v in reader.verdicts()) == ["slow-0", "slow-1"]
+    assert service.metrics.rebalances.labels(kind="revoke")._value.get() == 0
+    assert service.metrics.rebalances.labels(kind="lost")._value.get() == 0
+    assert service.health.assigned == 1 and service.health.ready()
+    reader.close()
