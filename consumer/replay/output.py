@@ -17,13 +17,15 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.items import OutRecord
 
 __all__ = ["JsonlOutput", "ReplayOutput", "Source", "TopicOutput", "dead_letter_path"]
 
 Source = tuple[str, int, int]
+_MAX_DELIVERY_ERRORS = 100
 Done = Callable[[], None]
 
 
@@ -98,8 +100,10 @@ class TopicOutput:
     def __init__(self, producer_conf: dict[str, Any], topic: str, dead_letter_topic: str):
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
+        _ensure_topics(producer_conf, [topic, dead_letter_topic])
         self._producer = Producer(producer_conf)
         self.errors: list[str] = []
+        self._failed: str | None = None
 
     def write(self, record: OutRecord, dead_letter: bool, on_done: Done) -> None:
         topic = self.dead_letter_topic if dead_letter else self.topic
@@ -128,10 +132,15 @@ class TopicOutput:
             on_done()
             return
         self.errors.append(str(err))
+        if len(self.errors) > _MAX_DELIVERY_ERRORS or not err.retriable():
+            self._failed = str(err)
+            return
         self.write(record, dead_letter, on_done)  # idempotent producer: retry until delivered
 
     def poll(self) -> None:
         self._producer.poll(0)
+        if self._failed is not None:
+            raise RuntimeError(f"cannot write to the audit topic {self.topic}: {self._failed}")
 
     def durable(self) -> dict[str, int]:
         self._producer.flush(30.0)
@@ -142,6 +151,23 @@ class TopicOutput:
 
     def close(self) -> None:
         self._producer.flush(30.0)
+
+
+def _ensure_topics(conf: dict[str, Any], topics: list[str]) -> None:
+    """Create missing output topics with the broker's defaults (partitions, replication)."""
+    admin = AdminClient({k: v for k, v in conf.items() if k != "transactional.id"})
+    missing = [t for t in topics if t not in admin.list_topics(timeout=30).topics]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing]
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=30)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise ValueError(f"cannot create output topic {topic}: {exc}") from exc
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -12,7 +12,6 @@ from replay_support import (
     WINDOW,
     Recorded,
     committed,
-    create_topics,
     negated_checkpoint,
     read_verdicts,
     service_settings,
@@ -118,7 +117,7 @@ def test_candidate_checkpoint_via_the_cli_to_an_audit_topic(
     """``python -m consumer replay --offsets ... --checkpoint candidate --output-topic``."""
     candidate = negated_checkpoint(recorded.checkpoint, tmp_path / "candidate.safetensors")
     audit = unique("rp-audit")
-    create_topics(recorded.bootstrap, {audit: 1})
+    # the audit topic does not exist yet: the replay creates it (broker defaults)
     # the whole topic, by explicit offsets: 0 up to the end captured at start
     argv = ["replay", "--bootstrap-servers", recorded.bootstrap, "--no-progress", "--compare"]
     argv += [
