@@ -186,7 +186,9 @@ def _markdown(data: dict[str, Any]) -> str:
     top = max((b["count"] for b in d["histogram"]), default=0) or 1
     for b in d["histogram"]:
         bar = "#" * round(30 * b["count"] / top)
-        lines.append(f"| {b['lo']:+g} | {b['hi']:+g} | {b['count']} | `{bar}` |")
+        lines.append(
+            f"| {b['lo']:+g} | {b['hi']:+g} | {b['count']} | {f'`{bar}`' if bar else ''} |"
+        )
     lines += ["", f"## Flipped events ({c['flips']})", ""]
     if data["flipped"]:
         lines += [
