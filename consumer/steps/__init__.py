@@ -1,4 +1,5 @@
-"""Pipeline steps, one per module: parse -> fetch/decode -> batch -> detect -> produce -> commit."""
+"""Pipeline steps, one per module: parse -> fetch/decode -> batch -> detect -> produce -> commit
+(or the transactional commit in exactly-once mode)."""
 
 from consumer.steps.base import ProcessingStep
 from consumer.steps.batch import BatchStep
@@ -7,6 +8,7 @@ from consumer.steps.detect import DetectStep
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
+from consumer.steps.transaction import TransactionalCommitStep
 
 __all__ = [
     "BatchStep",
@@ -17,4 +19,5 @@ __all__ = [
     "ParseStep",
     "ProcessingStep",
     "ProduceStep",
+    "TransactionalCommitStep",
 ]
