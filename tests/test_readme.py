@@ -1,0 +1,35 @@
+"""The README tells the truth: its two set-up commands, every setting, every metric."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from consumer.metrics import Metrics
+from consumer.settings import ServiceSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def test_the_two_commands_are_in_the_readme_and_ci_runs_the_test_one() -> None:
+    assert "make demo" in README
+    assert "make test" in README
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_every_setting_is_documented() -> None:
+    env_vars = []
+    for section, field in ServiceSettings.model_fields.items():
+        model = field.annotation
+        assert isinstance(model, type) and issubclass(model, BaseModel)
+        env_vars += [f"SYNTHSCAN_{section.upper()}__{key.upper()}" for key in model.model_fields]
+    missing = [name for name in env_vars if f"`{name}`" not in README]
+    assert missing == []
+
+
+def test_every_metric_is_documented() -> None:
+    names = {family.name for family in Metrics().registry.collect()}
+    missing = sorted(name for name in names if name not in README)
+    assert missing == []
