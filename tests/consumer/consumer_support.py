@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import io
 import threading
 import time
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from PIL import Image
+from confluent_kafka import Consumer, KafkaError, Producer
+from kafka_support import committed, create_topics, end_offsets, image_bytes, unique
 
 from consumer import ServiceSettings
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
@@ -45,36 +40,6 @@ def make_checkpoint(path: Path, backbone: str = "mobilenet_v2") -> Path:
         path, model, CheckpointMetadata(config=config, name="test-glff", version="0.0.1")
     )
     return path
-
-
-def image_bytes(seed: int, size: tuple[int, int] = (96, 80), fmt: str = "PNG") -> bytes:
-    """A small random RGB image encoded as ``fmt``."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format=fmt)
-    return buf.getvalue()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items()]
-    )
-    for future in futures.values():
-        future.result(timeout=30)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # wait until metadata shows every partition
-        meta = admin.list_topics(timeout=5)
-        if all(
-            t in meta.topics and len(meta.topics[t].partitions) == n for t, n in partitions.items()
-        ):
-            return
-        time.sleep(0.1)
 
 
 @dataclass(frozen=True)
@@ -142,10 +107,6 @@ def encode(event: ImageEvent, mode: str = "binary", inline: str = "raw") -> tupl
     return value, list(headers)
 
 
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
 class TopicReader:
     """Reads a topic from the beginning (read_committed) and keeps everything it saw."""
 
@@ -193,27 +154,6 @@ class TopicReader:
 
     def close(self) -> None:
         self.consumer.close()
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    """The group's committed offsets of ``topic`` (-1001 = none)."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in tps}
-
-
-def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("probe")})
-    try:
-        return {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(partitions)
-        }
-    finally:
-        consumer.close()
 
 
 class ImageServer:
@@ -323,3 +263,14 @@ class Topics:
             "fetch.allow_cidrs": '["127.0.0.1/32"]',
         }
         return [arg for k, v in pairs.items() for arg in ("--set", f"{k}={v}")]
+
+
+def wait_committed(topics: Topics, timeout: float = 20.0) -> dict[int, int]:
+    """Poll the group's committed offsets until they reach the end offsets (or time out)."""
+    end = end_offsets(topics.bootstrap, topics.input, topics.partitions)
+    deadline = time.monotonic() + timeout
+    got = committed(topics.bootstrap, topics.group, topics.input, topics.partitions)
+    while got != end and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = committed(topics.bootstrap, topics.group, topics.input, topics.partitions)
+    return got

@@ -16,31 +16,18 @@ from consumer_support import (
     ImageServer,
     TopicReader,
     Topics,
-    committed,
     encode,
-    end_offsets,
-    image_bytes,
     image_event,
     produce,
-    sha,
+    wait_committed,
 )
+from kafka_support import end_offsets, image_bytes, sha
 
 from consumer import Service
 from detector import Detector
 from schemas import ErrorCode
 
 pytestmark = pytest.mark.kafka
-
-
-def wait_committed(topics: Topics, timeout: float = 20.0) -> dict[int, int]:
-    """Poll the group's committed offsets until they reach the end offsets (or time out)."""
-    end = end_offsets(topics.bootstrap, topics.input, topics.partitions)
-    deadline = time.monotonic() + timeout
-    got = committed(topics.bootstrap, topics.group, topics.input, topics.partitions)
-    while got != end and time.monotonic() < deadline:
-        time.sleep(0.2)
-        got = committed(topics.bootstrap, topics.group, topics.input, topics.partitions)
-    return got
 
 
 def http_get(port: int | None, path: str) -> tuple[int, str]:

@@ -13,16 +13,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from consumer_support import (
-    TopicReader,
-    Topics,
-    committed,
-    encode,
-    end_offsets,
-    image_bytes,
-    image_event,
-    produce,
-)
+from consumer_support import TopicReader, Topics, encode, image_event, produce, wait_committed
+from kafka_support import committed, end_offsets, image_bytes
 
 pytestmark = pytest.mark.kafka
 
@@ -123,11 +115,8 @@ def test_sigkill_mid_batch_then_restart_loses_nothing(
     assert wait_for(
         reader, lambda: len({v.event_id for v in reader.verdicts()}) >= n, timeout=120
     ), second.text()[-3000:]
-    deadline = time.monotonic() + 20
     end = end_offsets(topics.bootstrap, topics.input, 2)
-    while committed(topics.bootstrap, topics.group, topics.input, 2) != end:
-        assert time.monotonic() < deadline, "offsets not committed"
-        time.sleep(0.2)
+    assert wait_committed(topics) == end, "offsets not committed"
     second.signal(signal.SIGTERM)
     assert second.wait(30) == 0
     reader.settle(0.5)

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from consumer_support import encode, image_bytes, image_event
+from consumer_support import encode, image_event
+from kafka_support import image_bytes
 
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.metrics import Metrics

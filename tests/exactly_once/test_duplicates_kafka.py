@@ -8,15 +8,8 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Consumer
 from confluent_kafka.admin import AdminClient, ConfigResource
-from replay_support import (
-    create_topics,
-    image_bytes,
-    produce_events,
-    read_verdicts,
-    service_settings,
-    sha,
-    unique,
-)
+from kafka_support import create_topics, image_bytes, sha, unique
+from replay_support import IMAGE_SIZE, produce_events, read_verdicts, service_settings
 
 from consumer import Service
 from detector import Detector
@@ -64,7 +57,7 @@ def test_repeated_images_hit_the_cache_and_land_in_the_latest_verdict_topic(
     assert configs["cleanup.policy"].value == "compact"
     keys = _keys(kafka_bootstrap, latest, len(seeds))
     assert len(keys) == len(seeds)
-    assert set(keys) == {sha(image_bytes(s)).encode() for s in set(seeds)}
+    assert set(keys) == {sha(image_bytes(s, size=IMAGE_SIZE)).encode() for s in set(seeds)}
 
 
 def _keys(bootstrap: str, topic: str, count: int) -> list[bytes]:

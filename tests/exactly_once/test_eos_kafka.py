@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from replay_support import create_topics, produce_events, unique
+from kafka_support import create_topics, unique
+from replay_support import produce_events
 
 pytestmark = pytest.mark.kafka
 

@@ -12,16 +12,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
+from kafka_support import committed, create_topics, unique
 from replay_support import (
     T0,
     Recorded,
-    committed,
-    create_topics,
     make_checkpoint,
     produce_events,
     read_verdicts,
     service_settings,
-    unique,
 )
 
 from consumer import Service

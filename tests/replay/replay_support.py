@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
-from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
-from PIL import Image
+from confluent_kafka import Consumer, Producer
+from kafka_support import image_bytes, sha, unique
 
 from consumer import ServiceSettings
 from detector.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
@@ -31,6 +26,7 @@ class Sent:
 T0 = int(time.time() * 1000) - 600_000  # event timestamps: before / in / after the window
 # (recent: the broker's time-based retention would delete years-old timestamps)
 WINDOW = (T0 + 5_000, T0 + 50_000)
+IMAGE_SIZE = (64, 48)  # smaller than the consumer tests' default: the replay runs many images
 
 
 @dataclass
@@ -78,37 +74,6 @@ def negated_checkpoint(source: Path, path: Path) -> Path:
     return path
 
 
-def image_bytes(seed: int, size: tuple[int, int] = (64, 48)) -> bytes:
-    rng = np.random.default_rng(seed)
-    pixels = rng.integers(0, 255, size=(size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(pixels).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def sha(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    new = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items()]
-    for future in admin.create_topics(new).values():
-        future.result(timeout=30)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        meta = admin.list_topics(timeout=5)
-        if all(
-            t in meta.topics and len(meta.topics[t].partitions) == n for t, n in partitions.items()
-        ):
-            return
-        time.sleep(0.1)
-
-
 def produce_events(
     bootstrap: str, topic: str, seeds: list[int], timestamp_ms: int, prefix: str
 ) -> list[Sent]:
@@ -116,7 +81,7 @@ def produce_events(
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     sent: list[Sent] = []
     for i, seed in enumerate(seeds):
-        data = image_bytes(seed)
+        data = image_bytes(seed, size=IMAGE_SIZE)
         event = ImageEvent(
             id=f"{prefix}-{i}",
             source="/tests/replay",
@@ -161,15 +126,6 @@ def read_verdicts(
     finally:
         consumer.close()
     return out
-
-
-def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        tps = consumer.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=10)
-    finally:
-        consumer.close()
-    return {tp.partition: tp.offset for tp in tps}
 
 
 def service_settings(

@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kafka_support import committed, create_topics, unique
 from replay_support import (
     T0,
     WINDOW,
     Recorded,
-    committed,
-    create_topics,
     negated_checkpoint,
     produce_events,
     read_verdicts,
     service_settings,
-    unique,
 )
 
 from consumer.__main__ import main as consumer_main
