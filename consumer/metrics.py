@@ -7,7 +7,7 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "VerdictCacheMetrics"]
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
@@ -110,3 +110,23 @@ class Metrics:
                     self.consumer_lag.labels(topic=topic, partition=pid).set(lag)
                     total += lag
         self.consumer_lag_total.set(total)
+
+
+class VerdictCacheMetrics:
+    """Metrics of :class:`~consumer.verdict_cache.VerdictCache`, ``synthscan_verdict_cache_*``."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hits = Counter(
+            "synthscan_verdict_cache_hits",
+            "Images answered from the verdict cache.",
+            registry=registry,
+        )
+        self.misses = Counter(
+            "synthscan_verdict_cache_misses", "Images the cache did not know.", registry=registry
+        )
+        self.evictions = Counter(
+            "synthscan_verdict_cache_evictions", "LRU evictions.", registry=registry
+        )
+        self.size = Gauge(
+            "synthscan_verdict_cache_entries", "Entries in the verdict cache.", registry=registry
+        )

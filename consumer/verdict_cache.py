@@ -18,8 +18,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
+from consumer.metrics import VerdictCacheMetrics
 from detector import Prediction
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ class VerdictCache:
         self.hits = 0
         self.misses = 0
         self.evictions = 0
-        self._metrics = _CacheMetrics(registry) if registry is not None else None
+        self._metrics = VerdictCacheMetrics(registry) if registry is not None else None
 
     def __len__(self) -> int:
         with self._lock:
@@ -106,24 +107,6 @@ class VerdictCache:
         with self._lock:
             total = self.hits + self.misses
             return self.hits / total if total else 0.0
-
-
-class _CacheMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.hits = Counter(
-            "synthscan_verdict_cache_hits",
-            "Images answered from the verdict cache.",
-            registry=registry,
-        )
-        self.misses = Counter(
-            "synthscan_verdict_cache_misses", "Images the cache did not know.", registry=registry
-        )
-        self.evictions = Counter(
-            "synthscan_verdict_cache_evictions", "LRU evictions.", registry=registry
-        )
-        self.size = Gauge(
-            "synthscan_verdict_cache_entries", "Entries in the verdict cache.", registry=registry
-        )
 
 
 class _Model(Protocol):
