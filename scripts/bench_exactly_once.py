@@ -18,137 +18,39 @@ give a checkpoint path to include a real model. Prints one JSON line per case an
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import sys
-import threading
 import time
 import uuid
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _bench_support import (  # noqa: E402
+    VerdictClock,
+    create_topics,
+    image_events,
+    load_detector,
+    pct,
+    png,
+    produce,
+)
 
 from consumer.logs import configure_logging  # noqa: E402
 from consumer.service import Service  # noqa: E402
 from consumer.settings import ServiceSettings  # noqa: E402
-from detector import DecodedImage, Detector, ModelInfo, Prediction  # noqa: E402
-from schemas import ImageData, ImageEvent, decode_verdict, encode_image_event  # noqa: E402
-
-
-class StubDetector:
-    """Answers at once: isolates the cost of the Kafka side."""
-
-    info = ModelInfo(
-        name="stub",
-        version="0",
-        arch="cnn_aug",
-        backbone="none",
-        patch_strategy="none",
-        weights_sha256="0" * 64,
-        threshold=0.5,
-        preprocessing_version="stub",
-        input_size=224,
-        torch_version="-",
-        torchvision_version="-",
-        device="cpu",
-        precision="fp32",
-    )
-
-    def predict(self, images: Sequence[DecodedImage]) -> list[Prediction]:
-        return [Prediction(0.25, False, 0.5, [], 1.0, im.width, im.height) for im in images]
-
-
-def png(seed: int) -> bytes:
-    rng = np.random.default_rng(seed)
-    buf = io.BytesIO()
-    Image.fromarray(rng.integers(0, 255, size=(48, 64, 3), dtype=np.uint8)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-class Clock:
-    """A read_committed reader in a thread: (receive time - input timestamp) per verdict."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.samples: list[tuple[float, float]] = []
-        self._stop = threading.Event()
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-eos-reader-{uuid.uuid4()}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "isolation.level": "read_committed",
-                "fetch.wait.max.ms": 10,
-            }
-        )
-        self._consumer.subscribe([topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for msg in self._consumer.consume(500, 0.05):
-                if msg.error() is not None:
-                    continue
-                now = time.time()
-                verdict = decode_verdict(msg.value(), msg.headers())
-                source = (verdict.source.timestamp_ms or now * 1000) / 1000.0
-                self.samples.append((now, now - source))
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.samples) < count and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return len(self.samples) >= count
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
-
-
-def produce(bootstrap: str, topic: str, images: list[bytes], n: int, rate: float) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0 if rate else 5})
-    began = time.monotonic()
-    for i in range(n):
-        if rate:
-            delay = began + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        event = ImageEvent(
-            id=f"bench-{uuid.uuid4()}",
-            source="/bench",
-            data=ImageData(data=images[i % len(images)], mime="image/png"),
-        )
-        value, headers = encode_image_event(event, mode="binary")
-        producer.produce(topic, value=value, key=event.id.encode(), headers=list(headers))
-        producer.poll(0)
-    producer.flush(30)
-
 
 _NUMERIC = ("throughput_eps", "latency_p50_s", "latency_p95_s", "latency_max_s", "commits")
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else 0.0
 
 
 def run_case(args: argparse.Namespace, detector: Any, eos: bool, interval: float) -> dict[str, Any]:
     tag = uuid.uuid4().hex[:8]
     src, dst, dlq = f"bench-eos-in-{tag}", f"bench-eos-v-{tag}", f"bench-eos-dlq-{tag}"
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    for f in admin.create_topics([NewTopic(src, 2), NewTopic(dst, 1), NewTopic(dlq, 1)]).values():
-        f.result(30)
+    create_topics(args.bootstrap, {src: 2, dst: 1, dlq: 1})
     settings = ServiceSettings(
         kafka={  # type: ignore[arg-type]
             "bootstrap_servers": args.bootstrap,
@@ -167,19 +69,20 @@ def run_case(args: argparse.Namespace, detector: Any, eos: bool, interval: float
         cache={"enabled": False},  # type: ignore[arg-type]
     )
     images = [png(i) for i in range(16)]
-    clock = Clock(args.bootstrap, dst)
+    clock = VerdictClock(args.bootstrap, dst)
     service = Service(settings, detector=detector)
     thread = service.start()
     try:
         if not service.wait_ready(120):
             raise SystemExit(f"service not ready: {service.error!r}")
         began = time.time()
-        produce(args.bootstrap, src, images, args.events, rate=0)
+        produce(args.bootstrap, src, image_events(images, args.events, "image/png"), rate=0)
         ok = clock.wait_for(args.events, timeout=300)
         last = max(s[0] for s in clock.samples[: args.events])
         throughput = args.events / max(1e-6, last - began)
         n_paced = int(args.paced_rate * args.paced_seconds)
-        produce(args.bootstrap, src, images, n_paced, rate=args.paced_rate)
+        paced = image_events(images, n_paced, "image/png")
+        produce(args.bootstrap, src, paced, rate=args.paced_rate)
         ok = clock.wait_for(args.events + n_paced, timeout=120) and ok
         lat = [s[1] for s in clock.samples[args.events : args.events + n_paced]]
     finally:
@@ -213,11 +116,7 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     configure_logging("warning", "console")
-    if args.model == "stub":
-        detector: Any = StubDetector()
-    else:
-        detector = Detector.from_checkpoint(args.model, device="cpu", precision="fp32")
-        detector.warmup()
+    detector = load_detector(args.model)
     cases: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for _ in range(args.repeats):  # interleaved, so that load changes hit both modes alike
         for interval in (float(x) for x in args.intervals.split(",")):

@@ -24,19 +24,19 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
-from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from _bench_support import VerdictClock, create_topics, image_events, pct, produce  # noqa: E402
 
 from consumer.logs import configure_logging  # noqa: E402
 from consumer.service import Service  # noqa: E402
@@ -44,7 +44,6 @@ from consumer.settings import DEFAULT_CHECKPOINT, ServiceSettings  # noqa: E402
 from detector import Detector, decode_image  # noqa: E402
 from detector.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
 from detector.model import ModelConfig, build_model  # noqa: E402
-from schemas import ImageData, ImageEvent, decode_verdict, encode_image_event  # noqa: E402
 
 
 def jpeg(seed: int, size: tuple[int, int]) -> bytes:
@@ -68,90 +67,10 @@ def checkpoint(path: Path | None, tmp: Path) -> Path:
     return out
 
 
-def events(n: int, images: list[bytes], start: int = 0) -> list[tuple[bytes, bytes, list]]:
-    out = []
-    for i in range(start, start + n):
-        data = images[i % len(images)]
-        event = ImageEvent(
-            id=f"bench-{uuid.uuid4()}",
-            source="/bench",
-            data=ImageData(data=data, mime="image/jpeg"),
-        )
-        value, headers = encode_image_event(event, mode="binary")
-        out.append((event.id.encode(), value, list(headers)))
-    return out
-
-
-class VerdictClock:
-    """Reads the verdict topic in a thread; records (delivery time, latency) per verdict."""
-
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.samples: list[tuple[float, float, int]] = []
-        self._stop = threading.Event()
-        self._consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap,
-                "group.id": f"bench-reader-{uuid.uuid4()}",
-                "auto.offset.reset": "earliest",
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 10,
-                "isolation.level": "read_committed",
-            }
-        )
-        self._consumer.subscribe([topic])
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            msg = self._consumer.poll(0.05)
-            if msg is None or msg.error() is not None:
-                continue
-            verdict = decode_verdict(msg.value(), msg.headers())
-            # when a read_committed reader sees it (includes the transaction commit in EOS mode)
-            seen = time.time()
-            source_s = (verdict.source.timestamp_ms or seen * 1000.0) / 1000.0
-            self.samples.append((seen, seen - source_s, verdict.timings.batch_size or 1))
-
-    def wait_for(self, count: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while len(self.samples) < count and time.monotonic() < deadline:
-            time.sleep(0.05)
-        return len(self.samples) >= count
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self._consumer.close()
-
-
-def produce(bootstrap: str, topic: str, msgs: list[tuple[bytes, bytes, list]], rate: float) -> None:
-    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 0 if rate else 5})
-    began = time.monotonic()
-    for i, (key, value, headers) in enumerate(msgs):
-        if rate:
-            delay = began + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-        producer.produce(topic, value=value, key=key, headers=headers)
-        producer.poll(0)
-    producer.flush(30)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: int) -> dict:
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
     tag = uuid.uuid4().hex[:8]
     src, dst, dlq = f"bench-in-{tag}", f"bench-verdicts-{tag}", f"bench-dlq-{tag}"
-    futures = admin.create_topics(
-        [NewTopic(src, num_partitions=args.partitions), NewTopic(dst, 1), NewTopic(dlq, 1)]
-    )
-    for f in futures.values():
-        f.result(30)
+    create_topics(args.bootstrap, {src: args.partitions, dst: 1, dlq: 1})
     settings = ServiceSettings(
         kafka={
             "bootstrap_servers": args.bootstrap,
@@ -175,7 +94,7 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
         raise SystemExit(f"service not ready: {service.error!r}")
     # backlog: capacity
     began = time.time()
-    produce(args.bootstrap, src, events(args.events, images), rate=0)
+    produce(args.bootstrap, src, list(image_events(images, args.events, "image/jpeg")), rate=0)
     ok = clock.wait_for(args.events, timeout=args.events * 5 + 60)
     backlog = clock.samples[: args.events]
     first_done = min(s[0] for s in backlog)
@@ -184,7 +103,8 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
     # paced: latency at a fraction of capacity
     rate = throughput * args.load
     n_paced = max(8, min(args.events, int(rate * args.paced_seconds)))
-    produce(args.bootstrap, src, events(n_paced, images, args.events), rate=rate)
+    paced_events = list(image_events(images, n_paced, "image/jpeg", start=args.events))
+    produce(args.bootstrap, src, paced_events, rate=rate)
     ok = clock.wait_for(args.events + n_paced, timeout=n_paced * 5 + 60) and ok
     paced = clock.samples[args.events : args.events + n_paced]
     service.stop()

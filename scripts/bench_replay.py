@@ -17,20 +17,16 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
-
-from confluent_kafka.admin import AdminClient, NewTopic
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_exactly_once import StubDetector, png, produce  # noqa: E402
+from _bench_support import create_topics, image_events, load_detector, png, produce  # noqa: E402
 
 from consumer.logs import configure_logging  # noqa: E402
 from consumer.replay import ReplayOptions, run_replay  # noqa: E402
 from consumer.settings import ServiceSettings  # noqa: E402
-from detector import Detector  # noqa: E402
 
 
 def main() -> int:
@@ -43,17 +39,11 @@ def main() -> int:
     parser.add_argument("--output", choices=["file", "topic"], default="file")
     args = parser.parse_args()
     configure_logging("warning", "console")
-    detector: Any
-    if args.model == "stub":
-        detector = StubDetector()
-    else:
-        detector = Detector.from_checkpoint(args.model, device="cpu", precision="fp32")
-        detector.warmup()
+    detector = load_detector(args.model)
     topic = f"bench-replay-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    for f in admin.create_topics([NewTopic(topic, args.partitions)]).values():
-        f.result(30)
-    produce(args.bootstrap, topic, [png(i) for i in range(args.events)], args.events, rate=0)
+    create_topics(args.bootstrap, {topic: args.partitions})
+    images = [png(i) for i in range(args.events)]
+    produce(args.bootstrap, topic, image_events(images, args.events, "image/png"), rate=0)
     settings = ServiceSettings(
         kafka={"bootstrap_servers": args.bootstrap, "input_topics": [topic]},  # type: ignore[arg-type]
         batching={"max_batch_size": args.batch, "max_wait_ms": 5},  # type: ignore[arg-type]
