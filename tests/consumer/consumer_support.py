@@ -5,6 +5,8 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -274,3 +276,12 @@ def wait_committed(topics: Topics, timeout: float = 20.0) -> dict[int, int]:
         time.sleep(0.2)
         got = committed(topics.bootstrap, topics.group, topics.input, topics.partitions)
     return got
+
+
+def http_get(port: int | None, path: str) -> tuple[int, str]:
+    """GET ``http://127.0.0.1:port/path``: (status, body), also for error statuses."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()

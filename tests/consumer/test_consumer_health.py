@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
+from consumer_support import http_get
 
 from consumer.health import HealthServer, HealthState
 from consumer.metrics import Metrics
@@ -23,33 +22,25 @@ def served() -> Iterator[tuple[HealthState, Metrics, int]]:
     server.stop()
 
 
-def get(port: int, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_liveness_follows_the_heartbeat_and_readiness_needs_model_and_partitions(
     served: tuple[HealthState, Metrics, int],
 ) -> None:
     state, _metrics, port = served
-    assert get(port, "/healthz")[0] == 503  # never beaten
+    assert http_get(port, "/healthz")[0] == 503  # never beaten
     state.beat()
-    assert get(port, "/healthz")[0] == 200
-    assert get(port, "/readyz")[0] == 503
+    assert http_get(port, "/healthz")[0] == 200
+    assert http_get(port, "/readyz")[0] == 503
     state.model_ready = True
-    assert get(port, "/readyz")[0] == 503  # no partitions yet
+    assert http_get(port, "/readyz")[0] == 503  # no partitions yet
     state.assigned = 3
-    status, body = get(port, "/readyz")
+    status, body = http_get(port, "/readyz")
     assert status == 200 and json.loads(body)["assigned_partitions"] == 3
     time.sleep(0.35)  # the loop is stuck: not live, hence not ready
-    assert get(port, "/healthz")[0] == 503 and get(port, "/readyz")[0] == 503
+    assert http_get(port, "/healthz")[0] == 503 and http_get(port, "/readyz")[0] == 503
     state.beat()
     state.stopping = True
-    assert get(port, "/healthz")[0] == 200 and get(port, "/readyz")[0] == 503
-    assert get(port, "/nope")[0] == 404
+    assert http_get(port, "/healthz")[0] == 200 and http_get(port, "/readyz")[0] == 503
+    assert http_get(port, "/nope")[0] == 404
 
 
 def test_statistics_become_lag_gauges(served: tuple[HealthState, Metrics, int]) -> None:
@@ -68,7 +59,7 @@ def test_statistics_become_lag_gauges(served: tuple[HealthState, Metrics, int]) 
     }
     metrics.on_stats(json.dumps(stats))
     metrics.set_model_info({"name": "glff", "threshold": 0.5})
-    status, body = get(port, "/metrics")
+    status, body = http_get(port, "/metrics")
     assert status == 200
     assert 'synthscan_consumer_lag{partition="0",topic="images"} 7.0' in body
     assert "synthscan_consumer_lag_total 12.0" in body

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from consumer_support import (
     TopicReader,
     Topics,
     encode,
+    http_get,
     image_event,
     produce,
     wait_committed,
@@ -28,14 +28,6 @@ from detector import Detector
 from schemas import ErrorCode
 
 pytestmark = pytest.mark.kafka
-
-
-def http_get(port: int | None, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
-            return resp.status, resp.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
 
 
 def test_n_events_in_both_modes_give_n_verdicts_with_evidence(
