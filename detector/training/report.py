@@ -202,7 +202,8 @@ def write_reports(
     by: str,
     families: Families | None,
 ) -> dict[str, Path]:
-    """Write ``groups.md/.csv``, ``table2.md/.csv`` (with families) and ``report.json``."""
+    """Write ``groups.md/.csv``, ``table2.md/.csv`` (with families), ``scores.csv`` (one row
+    per image and method, empty score when skipped) and ``report.json``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
     report: dict[str, Any] = {"group_by": by, "methods": []}
@@ -248,6 +249,16 @@ def write_reports(
                 "global_ap": _none(r.global_ap),
                 "generators": {k: _none(v) for k, v in r.generator_ap.items()},
             }
+    paths["scores_csv"] = out_dir / "scores.csv"
+    with paths["scores_csv"].open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", "path", "label", by, "score"])
+        for sc in scored:
+            for sample, score in zip(sc.samples, sc.scores, strict=True):
+                key = group_key(sample, by)
+                w.writerow(
+                    [sc.name, sample.path, sample.label, key, "" if np.isnan(score) else score]
+                )
     paths["json"] = out_dir / "report.json"
     paths["json"].write_text(json.dumps(report, indent=2, default=str))
     return paths

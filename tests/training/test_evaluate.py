@@ -119,6 +119,10 @@ def test_evaluate_cli_reports_and_robustness_plots(
     table = (out / "table2.md").read_text()
     assert table.splitlines()[0].startswith("| method | ProGAN | Cond. GANs |")
     assert "| GLFF |" in table and "| CNN_aug |" in table
+    with (out / "scores.csv").open() as fh:
+        per_image = list(csv.DictReader(fh))
+    assert len(per_image) == 2 * 19  # 18 images + the broken one, for both methods
+    assert sum(r["score"] == "" for r in per_image) == 2
     for name in ("robustness_blur.png", "robustness_jpeg.png"):
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
