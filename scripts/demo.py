@@ -209,10 +209,12 @@ def write_html(
         mime = "image/jpeg" if path.suffix.lower() in {".jpg", ".jpeg"} else "image/png"
         src = f"data:{mime};base64,{b64encode(path.read_bytes()).decode()}"
         w, h = verdict.image.width, verdict.image.height
+        font = max(12, max(w, h) // 28)  # label size in image pixels, readable at any scale
         boxes = "".join(
             f'<rect x="{p.box.x0}" y="{p.box.y0}" width="{p.box.x1 - p.box.x0}" '
             f'height="{p.box.y1 - p.box.y0}" class="w{p.window}"/>'
-            f'<text x="{p.box.x0 + 4}" y="{p.box.y0 + 18}">#{p.rank} {p.attention:.2f}</text>'
+            f'<text x="{p.box.x0 + 4}" y="{p.box.y0 + font}" font-size="{font}">'
+            f"#{p.rank} {p.attention:.2f}</text>"
             for p in verdict.patches
         )
         rows = "".join(
@@ -236,7 +238,7 @@ def write_html(
         "body{font-family:sans-serif;margin:2em}.card{border:1px solid #ccc;padding:1em;"
         "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}"
         "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}rect.w0{stroke:#ff0}"
-        "text{fill:#ff0;font-size:16px;paint-order:stroke;stroke:#000;stroke-width:3px}"
+        "text{fill:#ff0;paint-order:stroke;stroke:#000;stroke-width:3px}"
         "td,th{padding:0 .6em;text-align:right}</style>"
         f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
         "<p>Boxes: magenta = 3x3 windows (224 px patches), cyan = 2x2 windows (112 px patches), "
