@@ -212,6 +212,8 @@ class Service:
             left = producer.flush(2.0)
             if left:
                 log.warning("unflushed_records", count=left)
+            else:
+                producer.close()  # nothing outstanding: release librdkafka's threads now
 
     def _build_steps(
         self,
