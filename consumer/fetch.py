@@ -26,7 +26,9 @@ import random
 import socket
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -224,7 +226,7 @@ class ImageFetcher:
         """One attempt: follow up to ``max_redirects`` redirects, vetting every hop."""
         current = url
         for _ in range(self.settings.max_redirects + 1):
-            target = self._vet(current)
+            target = self._vet(current, deadline)
             status, headers, body = self._request(target, deadline, expected_size)
             if status not in _REDIRECTS:
                 return status, headers.get("content-type"), current, body
@@ -234,7 +236,7 @@ class ImageFetcher:
             current = urljoin(current, location.strip())
         raise FetchFailedError(f"more than {self.settings.max_redirects} redirects from {url}")
 
-    def _vet(self, url: str) -> _Target:
+    def _vet(self, url: str, deadline: float) -> _Target:
         if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
             raise FetchFailedError("URL contains whitespace or control characters")
         parts = urlsplit(url)
@@ -250,8 +252,13 @@ class ImageFetcher:
             port = parts.port or (443 if scheme == "https" else 80)
         except ValueError as exc:
             raise FetchFailedError(f"bad port in URL: {exc}") from None
+        budget = max(min(self.settings.connect_timeout_s, deadline - time.monotonic()), 0.001)
         try:
-            addresses = self.policy.resolve(host, port, self._resolver)
+            addresses = self.policy.resolve(host, port, _bounded(self._resolver, budget))
+        except _ResolveTimeout:
+            raise FetchTimeoutError(
+                f"resolving {host} took over {budget:.1f}s", retryable=True
+            ) from None
         except ForbiddenAddressError as exc:
             raise FetchForbiddenError(str(exc)) from None
         except (socket.gaierror, UnicodeError) as exc:
@@ -452,3 +459,27 @@ class _DeadlineReader(io.RawIOBase):
             sock, self._sock = self._sock, None
             sock.file_closed()
         super().close()
+
+
+# getaddrinfo has no timeout of its own (the system resolver may take ~10 s or more): lookups
+# run on a small shared pool and the fetch gives up after its budget. A stuck lookup keeps
+# one pool thread until the OS gives up, so the pool stays small and bounded.
+_DNS_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="synthscan-dns")
+
+
+class _ResolveTimeout(Exception):
+    """A DNS lookup took longer than its budget."""
+
+
+def _bounded(resolver: Resolver, timeout_s: float) -> Resolver:
+    """``resolver`` that raises :class:`_ResolveTimeout` after ``timeout_s`` seconds."""
+
+    def resolve(host: str, port: int) -> Sequence[str]:
+        future = _DNS_POOL.submit(resolver, host, port)
+        try:
+            return future.result(timeout=timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise _ResolveTimeout(host) from None
+
+    return resolve

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
 import time
 from http.server import BaseHTTPRequestHandler
 
@@ -253,6 +254,25 @@ def test_connects_to_the_vetted_address(server: LocalServer, settings: FetchSett
         resolver=resolver,
     )
     assert named.fetch(f"http://cdn.example:{server.port}/img") == IMAGE  # host allow-list
+
+
+def test_a_slow_dns_lookup_times_out_and_is_retried(settings: FetchSettings) -> None:
+    """getaddrinfo has no timeout of its own: the fetch bounds it by its connect budget."""
+    release = threading.Event()
+    calls: list[str] = []
+
+    def stuck_resolver(host: str, port: int) -> list[str]:
+        calls.append(host)
+        release.wait(10)
+        return ["127.0.0.1"]
+
+    fast = settings.model_copy(update={"connect_timeout_s": 0.2, "retries": 1})
+    started = time.monotonic()
+    err = _fetch_error(ImageFetcher(fast, resolver=stuck_resolver), "http://slow-dns.example/x")
+    release.set()
+    assert isinstance(err, FetchTimeoutError) and "resolving slow-dns.example" in str(err)
+    assert err.code is ErrorCode.FETCH_TIMEOUT and err.attempts == 2 and len(calls) == 2
+    assert time.monotonic() - started < 2.0
 
 
 def test_object_refs(server: LocalServer, settings: FetchSettings) -> None:
