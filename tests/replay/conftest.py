@@ -1,4 +1,5 @@
-"""Fixtures of the replay tests: a checkpoint, a warm detector, and a recorded window.
+"""Fixtures of the issue-6 tests (replay, exactly-once, verdict cache): a checkpoint, a warm
+detector, and a recorded window.
 
 ``recorded`` runs the live service once over 15 events (4 before the window, 8 inside it,
 3 after it, by Kafka timestamp) and waits for their 15 verdicts; the replay tests then audit

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.kafka
 
 
 def test_repeated_images_hit_the_cache_and_land_in_the_latest_verdict_topic(
-    kafka_bootstrap: str, eos_checkpoint: Path, eos_detector: Detector
+    kafka_bootstrap: str, checkpoint: Path, detector: Detector
 ) -> None:
     topic, verdicts, latest = unique("dup-images"), unique("dup-verdicts"), unique("dup-latest")
     create_topics(kafka_bootstrap, {topic: 1, verdicts: 1, f"{verdicts}.dlq": 1})
@@ -26,13 +26,13 @@ def test_repeated_images_hit_the_cache_and_land_in_the_latest_verdict_topic(
     produce_events(kafka_bootstrap, topic, seeds, int(time.time() * 1000), "dup")
     settings = service_settings(
         kafka_bootstrap,
-        eos_checkpoint,
+        checkpoint,
         topic,
         verdicts,
         unique("dup-live"),
         kafka={"latest_verdict_topic": latest},
     )
-    service = Service(settings, detector=eos_detector)
+    service = Service(settings, detector=detector)
     thread = service.start()
     try:
         assert service.wait_ready(60), service.error

@@ -91,7 +91,7 @@ def _start(
 
 
 def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
-    kafka_bootstrap: str, eos_checkpoint: Path
+    kafka_bootstrap: str, checkpoint: Path
 ) -> None:
     topics = {
         "input": unique("eos-images"),
@@ -115,7 +115,7 @@ def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
     uncommitted = _Reader(kafka_bootstrap, topics["verdicts"], "read_uncommitted")
     instance = unique("eos-pod")
 
-    first = _start(kafka_bootstrap, eos_checkpoint, topics, instance)
+    first = _start(kafka_bootstrap, checkpoint, topics, instance)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and first.poll() is None:
@@ -131,7 +131,7 @@ def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
     seen_before_restart = len(committed.values)
     assert seen_before_restart < N_IMAGES, "the first process finished before it was killed"
 
-    second = _start(kafka_bootstrap, eos_checkpoint, topics, instance)
+    second = _start(kafka_bootstrap, checkpoint, topics, instance)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(committed.values) < N_IMAGES:
