@@ -233,16 +233,17 @@ def test_python_sdk_decodes_our_events_verdicts_and_dead_letters(
 def test_java_sdk_decodes_our_events_verdicts_and_dead_letters(
     java: JavaHelper, ours: dict[str, Any], live: Live
 ) -> None:
-    got = java.consume(live.bootstrap, ours["topic"], len(ours["records"]))
-    assert len(got) == len(ours["records"])
-    for rec in got:
+    counts = {
+        ours["topic"]: len(ours["records"]),
+        live.verdict_topic: len(ours["verdicts"]),
+        live.dlq_topic: len(ours["dead_letters"]),
+    }
+    got = java.consume(live.bootstrap, counts)
+    assert {t: len(r) for t, r in got.items()} == counts
+    for rec in got[ours["topic"]]:
         attrs = {**rec, **rec["extensions"]}
         data = base64.b64decode(rec["data_base64"]) if rec["data_base64"] else None
         _check_image_event(ours["events"][rec["key"]][2], attrs, data)
     for kind, topic in (("verdict", live.verdict_topic), ("dead letter", live.dlq_topic)):
-        count = len(ours["verdicts" if kind == "verdict" else "dead_letters"])
-        got = java.consume(live.bootstrap, topic, count)
-        assert len(got) == count
-        for rec in got:
-            data = base64.b64decode(rec["data_base64"])
-            _check_output(kind, {**rec, **rec["extensions"]}, data)
+        for rec in got[topic]:
+            _check_output(kind, {**rec, **rec["extensions"]}, base64.b64decode(rec["data_base64"]))

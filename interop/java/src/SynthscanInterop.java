@@ -49,9 +49,9 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *
  * <pre>
  * produce  BOOTSTRAP TOPIC SPECS.jsonl        one CloudEvent per line, via CloudEventSerializer
- * consume  BOOTSTRAP TOPIC COUNT MAX_MS       CloudEventDeserializer; one JSON line per record
+ * consume  BOOTSTRAP MAX_MS TOPIC:COUNT...    CloudEventDeserializer; one JSON line per record
  * watch    BOOTSTRAP TOPIC MAX_MS             read_committed, from the start, until stdin closes
- * validate SCHEMA.json DOCS.jsonl             JSON Schema 2020-12; one JSON line per document
+ * validate SCHEMA.json=DOCS.jsonl...          JSON Schema 2020-12; one JSON line per document
  * </pre>
  */
 public final class SynthscanInterop {
@@ -60,9 +60,19 @@ public final class SynthscanInterop {
   public static void main(String[] args) throws Exception {
     switch (args.length > 0 ? args[0] : "") {
       case "produce" -> produce(args[1], args[2], Path.of(args[3]));
-      case "consume" -> consume(args[1], args[2], Integer.parseInt(args[3]), Long.parseLong(args[4]));
+      case "consume" -> {
+        for (int i = 3; i < args.length; i++) {
+          String[] tc = args[i].split(":", 2);
+          consume(args[1], tc[0], Integer.parseInt(tc[1]), Long.parseLong(args[2]));
+        }
+      }
       case "watch" -> watch(args[1], args[2], Long.parseLong(args[3]));
-      case "validate" -> validate(Path.of(args[1]), Path.of(args[2]));
+      case "validate" -> {
+        for (int i = 1; i < args.length; i++) {
+          String[] pair = args[i].split("=", 2);
+          validate(Path.of(pair[0]), Path.of(pair[1]));
+        }
+      }
       default -> {
         System.err.println("usage: produce|consume|watch|validate ...");
         System.exit(2);
@@ -138,6 +148,7 @@ public final class SynthscanInterop {
   static ObjectNode describe(ConsumerRecord<String, CloudEvent> rec) {
     CloudEvent e = rec.value();
     ObjectNode out = JSON.createObjectNode();
+    out.put("topic", rec.topic());
     out.put("partition", rec.partition());
     out.put("offset", rec.offset());
     out.put("key", rec.key());
@@ -213,18 +224,19 @@ public final class SynthscanInterop {
     JsonNode schemaNode = JSON.readTree(schemaFile.toFile());
     JsonSchema meta =
         factory.getSchema(SchemaLocation.of("https://json-schema.org/draft/2020-12/schema"), config);
-    print(-1, meta.validate(schemaNode));
+    print(schemaFile, -1, meta.validate(schemaNode));
     JsonSchema schema = factory.getSchema(schemaNode, config);
     int index = 0;
     for (String line : Files.readAllLines(docs, StandardCharsets.UTF_8)) {
       if (line.isBlank()) continue;
-      print(index++, schema.validate(JSON.readTree(line)));
+      print(schemaFile, index++, schema.validate(JSON.readTree(line)));
     }
     System.out.flush();
   }
 
-  static void print(int index, Set<ValidationMessage> errors) throws Exception {
+  static void print(Path schema, int index, Set<ValidationMessage> errors) throws Exception {
     ObjectNode out = JSON.createObjectNode();
+    out.put("schema", schema.toString());
     out.put("index", index);
     ArrayNode list = out.putArray("errors");
     errors.forEach(m -> list.add(m.toString()));
