@@ -119,8 +119,8 @@ def _our_events(tag: str) -> dict[str, tuple[bytes, list[tuple[str, bytes]], dic
             )
             inline = "raw" if source == "raw" else "base64"
             value, headers = encode_image_event(event, mode=mode, inline=inline)  # type: ignore[arg-type]
-            if source == "raw":
-                expect = {"datacontenttype": "image/png", "data": img}
+            if source == "raw":  # image fields travel as extension attributes
+                expect = {"datacontenttype": "image/png", "data": img, "contentid": f"c-{event_id}"}
             elif mode == "binary":
                 expect = {"datacontenttype": "application/json", "json": json.loads(value)}
             else:
@@ -194,6 +194,7 @@ def _check_image_event(
         assert json.loads(data) == expect["json"]
     else:
         assert data == expect["data"]
+        assert attrs["contentid"] == expect["contentid"]
 
 
 def _check_output(kind: str, attrs: dict[str, Any], data: bytes | None) -> None:
