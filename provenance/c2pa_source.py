@@ -81,6 +81,8 @@ def read_c2pa(data: bytes, anchors_pem: str | None) -> C2paResult:
     except c2pa.C2paError as exc:
         text = str(exc)
         if "ManifestNotFound" in type(exc).__name__ or "no JUMBF" in text:
+            if b"jumb" in data:  # a JUMBF box labelled c2pa is there, yet no manifest: broken
+                return [], [Unreadable("c2pa", "manifest store present but unreadable")], None
             return [], [], None
         return [], [Unreadable("c2pa", clip(f"{type(exc).__name__.lstrip('_')}: {text}"))], None
     return _findings(store)
