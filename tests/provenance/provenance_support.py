@@ -66,7 +66,9 @@ class Pki:
     ca_cert: x509.Certificate
 
 
-def make_ca(common: str = "synthscan test root") -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+def make_ca(
+    common: str = "synthscan test root",
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from provenance_support import Pki, c2pa_sign, encode, make_ca, make_signer, photo, tamper
@@ -117,4 +115,3 @@ def test_a_camera_manifest_is_verified_but_says_nothing_about_ai(
     assert _kinds(report)["c2pa_digital_source_type"] == ("digitalCapture", True)
     assert not report.verified_ai
     assert decide(0.9, 0.5, report)[0] == "synthetic"  # pixels still decide
-
