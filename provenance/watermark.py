@@ -1,7 +1,7 @@
 """The invisible watermark Stable Diffusion (v1/v2) and SDXL embed by default (decode only).
 
 Both use ``invisible-watermark``'s ``dwtDct`` method: SD v1/v2 the 136-bit message
-``StableDiffusionV1``, SDXL a fixed 48-bit message. Decoding costs about 80 ms per 512x512
+``StableDiffusionV1``, SDXL a fixed 48-bit message. Decoding costs 80-375 ms per 512x512
 image on one CPU core and grows with the pixel count, so it is off by default and skipped
 above a pixel cap. The mark does not survive re-encoding (measured: gone after JPEG q=95),
 so its absence says nothing.
