@@ -40,7 +40,9 @@ def verdict_fields(
     decision, reasons = decide(score, threshold, report, policy, match)
     fields: dict[str, Any] = {
         "decision": decision,
-        "reasons": [Reason(kind=r.kind, detail=r.detail, decisive=r.decisive) for r in reasons],
+        "reasons": [
+            Reason(kind=r.kind, detail=r.detail, decisive=r.decisive) for r in reasons[:256]
+        ],
         "cache_match": None
         if match is None
         else WireCacheMatch(kind=match.kind, distance=match.distance),

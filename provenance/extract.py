@@ -26,6 +26,8 @@ from provenance.pdq import pdq_hash
 
 __all__ = ["Extractor", "ProvenanceConfig"]
 
+MAX_FINDINGS = 64
+MAX_UNREADABLE = 16
 _Sources = tuple[list[Finding], list[Unreadable], str | None]
 _Step = Callable[[], tuple[list[Finding], list[Unreadable]]]
 
@@ -76,6 +78,11 @@ class Extractor:
         if not self.config.enabled:
             return ProvenanceReport(pdq=pdq, extra=timings)
         findings, unreadable, state = self._bounded(data, rgb, timings)
+        if len(findings) > MAX_FINDINGS:  # e.g. thousands of text chunks: keep the first ones
+            dropped = len(findings) - MAX_FINDINGS
+            findings = findings[:MAX_FINDINGS]
+            unreadable.append(Unreadable("metadata", f"{dropped} more findings dropped"))
+        unreadable = unreadable[:MAX_UNREADABLE]
         elapsed = (time.perf_counter() - began) * 1000.0
         return ProvenanceReport(
             tuple(findings), tuple(unreadable), elapsed, state, pdq, extra=timings

@@ -25,6 +25,9 @@ _SOURCE_TYPE = re.compile(rb"cv\.iptc\.org/newscodes/digitalsourcetype/([A-Za-z]
 _CREATOR_TOOL = re.compile(
     rb"CreatorTool(?:\s*=\s*[\"']([^\"'<>]{1,300})[\"']|\s*>\s*([^<>]{1,300})<)"
 )
+_REMOTE_MANIFEST = re.compile(
+    rb"dcterms:provenance(?:\s*=\s*[\"']([^\"'<>]{1,300})[\"']|\s*>\s*([^<>]{1,300})<)"
+)
 _MAX_XMP_PACKETS = 4
 _MAX_CHUNKS = 4096
 _GENERATOR_KEYS = {
@@ -41,7 +44,8 @@ _XMP_KEY = "XML:com.adobe.xmp"
 
 
 def read_xmp(data: bytes, max_bytes: int) -> tuple[list[Finding], list[Unreadable]]:
-    """IPTC DigitalSourceType and CreatorTool from every uncompressed XMP packet in ``data``."""
+    """IPTC DigitalSourceType, CreatorTool and a remote C2PA manifest URL (never fetched) from
+    every uncompressed XMP packet in ``data``."""
     findings: list[Finding] = []
     unreadable: list[Unreadable] = []
     start = data.find(_XMP_OPEN)
@@ -67,6 +71,10 @@ def _xmp_findings(packet: bytes) -> list[Finding]:
         tool = clip(raw.decode("utf-8", "replace"))
         if tool:
             found.append(Finding("xmp", "creator_tool", tool))
+    for m in _REMOTE_MANIFEST.finditer(packet):
+        url = clip((m.group(1) or m.group(2) or b"").decode("utf-8", "replace"))
+        detail = "remote C2PA manifest: not fetched (offline)"
+        found.append(Finding("xmp", "c2pa_remote_manifest", url, detail=detail))
     return found[:16]
 
 

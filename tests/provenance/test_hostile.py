@@ -151,3 +151,17 @@ def test_a_slow_source_times_out_and_stuck_workers_are_skipped() -> None:
 def test_inputs_over_the_size_cap_are_not_parsed() -> None:
     report = Extractor(ProvenanceConfig(max_bytes=1000)).extract(encode(photo(), "PNG"))
     assert report.unreadable[0].reason.startswith("skipped:")
+
+
+def test_thousands_of_text_chunks_are_capped_and_still_make_a_valid_verdict(
+    extractor: Extractor,
+) -> None:
+    from consumer.provenance_fields import verdict_fields
+    from provenance import DecisionPolicy
+
+    chunks = [text_chunk("parameters", f"Steps: {i}") for i in range(3000)]
+    report = extractor.extract(png_with_chunks(photo(), chunks))
+    assert len(report.findings) == 64
+    assert report.unreadable[-1].reason == "2936 more findings dropped"
+    fields = verdict_fields(0.5, 0.5, report, DecisionPolicy(), None)
+    assert len(fields["reasons"]) <= 256 and len(fields["provenance"].findings) == 64

@@ -69,3 +69,15 @@ def test_a_plain_image_has_no_findings_and_absence_proves_nothing(extractor: Ext
     assert report.findings == () and report.unreadable == ()
     decision, reasons = decide(0.3, 0.5, report)
     assert decision == "real" and [r.kind for r in reasons] == ["pixel_score"]
+
+
+def test_a_remote_manifest_reference_is_reported_and_never_fetched(extractor: Extractor) -> None:
+    url = "https://cai-manifests.example.com/manifests/abc123"
+    packet = xmp_packet().replace(
+        'xmp:CreatorTool="TestPainter 2.0"',
+        f'xmp:CreatorTool="TestPainter 2.0" xmlns:dcterms="http://purl.org/dc/terms/" '
+        f'dcterms:provenance="{url}"',
+    )
+    report = extractor.extract(jpeg_with_xmp(photo(), packet))
+    remote = next(f for f in report.findings if f.kind == "c2pa_remote_manifest")
+    assert remote.value == url and not remote.verified and "not fetched" in (remote.detail or "")
