@@ -10,6 +10,7 @@ sources at once (``workers busy``) instead of queueing behind them. Inputs over
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,11 @@ class Extractor:
         self._lock = threading.Lock()
         self._overdue = 0
         self._watermark = config.watermark and watermark.available()
+        if config.watermark and not self._watermark:
+            logging.getLogger(__name__).warning(
+                "watermark decoding requested but invisible-watermark is not installed "
+                "(pip install 'synthscan[watermark]'); it stays off"
+            )
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
