@@ -12,14 +12,15 @@
 # derived image that copies it to /opt/synthscan/models/ (see docs/deploy.md).
 ARG BASE_IMAGE=nvidia/cuda:13.0.1-base-ubuntu24.04
 
-# ---- build: a virtualenv with the package and its wheels (no compilers needed: all wheels) ----
+# ---- build: a virtualenv with the package and its wheels (a compiler only for pdqhash, which
+#      PyPI ships as source; the runtime stage gets the built venv, not the compiler) ----
 FROM ${BASE_IMAGE} AS build
 ARG TORCH_INDEX_URL=""
 ENV DEBIAN_FRONTEND=noninteractive \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends python3 python3-venv \
+    && apt-get install -y --no-install-recommends python3 python3-venv python3-dev g++ \
     && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
@@ -32,6 +33,7 @@ COPY pyproject.toml README.md ./
 COPY detector/ detector/
 COPY schemas/ schemas/
 COPY consumer/ consumer/
+COPY provenance/ provenance/
 RUN pip install . && pip check
 
 # ---- runtime: interpreter + virtualenv, non-root, no build tools ----

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from confluent_kafka import Message
 
     from detector import DecodedImage, Prediction
+    from provenance import ProvenanceReport
     from schemas import ErrorCode, ParsedImageEvent
 
 __all__ = ["Delivered", "Envelope", "Failure", "OutRecord", "Outcome", "Timings", "WorkItem"]
@@ -77,6 +78,7 @@ class WorkItem:
     image_size: int | None = None
     image: DecodedImage | None = None
     prediction: Prediction | None = None
+    provenance: ProvenanceReport | None = None
     timings: Timings = field(default_factory=Timings)
     stage_started: float = field(default_factory=time.monotonic)
 

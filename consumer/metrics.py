@@ -130,3 +130,18 @@ class VerdictCacheMetrics:
         self.size = Gauge(
             "synthscan_verdict_cache_entries", "Entries in the verdict cache.", registry=registry
         )
+        self.near_hits = Counter(
+            "synthscan_verdict_cache_near_duplicate_hits",
+            "Cache hits that were PDQ near-duplicates (also counted in the hits).",
+            registry=registry,
+        )
+        self.near_entries = Gauge(
+            "synthscan_verdict_cache_near_duplicate_entries",
+            "PDQ hashes in the near-duplicate index.",
+            registry=registry,
+        )
+        self.hit_ratio = Gauge(
+            "synthscan_verdict_cache_hit_ratio",
+            "Hits / (hits + misses) since start (exact and near-duplicate).",
+            registry=registry,
+        )

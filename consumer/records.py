@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from consumer.items import Envelope, Failure, OutRecord, WorkItem
+from consumer.provenance_fields import cache_match_of, verdict_fields
+from provenance import DecisionPolicy
 from schemas import (
     ImageInfo,
     ModelStamp,
@@ -61,8 +63,10 @@ class RecordFactory:
         consumer_group: str,
         consumer_instance: str,
         latest_verdict_topic: str | None = None,
+        policy: DecisionPolicy | None = None,
     ) -> None:
         self._stamp = stamp
+        self._policy = policy or DecisionPolicy()
         self._verdict_topic = verdict_topic
         self._dead_letter_topic = dead_letter_topic
         self._group = consumer_group
@@ -118,6 +122,9 @@ class RecordFactory:
             produced_at=datetime.now(UTC),
             cached=getattr(pred, "cached", False),
             metadata=data.metadata,
+            **verdict_fields(
+                pred.score, pred.threshold, item.provenance, self._policy, cache_match_of(pred)
+            ),
         )
         key, value, headers = encode_verdict(verdict)
         return OutRecord(self._verdict_topic, key, value, tuple(headers))

@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from consumer.backpressure import Backpressure
 from consumer.clients import consumer_config, instance_id, producer_config
 from consumer.commit_tracker import CommitTracker
+from consumer.enrich import ProvenanceEnricher
 from consumer.errors import ConfigurationError
 from consumer.fetch import ImageFetcher
 from consumer.health import HealthServer, HealthState
@@ -33,6 +34,7 @@ from consumer.items import Envelope
 from consumer.latest_verdicts import ensure_compacted_topic
 from consumer.metrics import Metrics
 from consumer.processor import StreamProcessor
+from consumer.provenance_fields import policy_of
 from consumer.records import RecordFactory, model_stamp
 from consumer.settings import ServiceSettings
 from consumer.steps.batch import BatchStep
@@ -234,9 +236,13 @@ class Service:
             kafka.group_id,
             instance_id(kafka),
             kafka.latest_verdict_topic,
+            policy_of(self.settings.decision),
         )
         produce = ProduceStep(producer, records, commit, self.metrics, is_live)
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
+        enrich = ProvenanceEnricher(
+            self.settings.provenance, self.metrics.registry, getattr(predictor, "cache", None)
+        )
         detect = DetectStep(predictor, produce, self.metrics, is_live)
         batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
         fetcher = ImageFetcher(self.settings.fetch)
@@ -249,6 +255,7 @@ class Service:
             workers=batching.fetch_workers,
             resolve_ref=_ref_resolver(fetcher),
             is_live=is_live,
+            enrich=enrich,
         )
         return batch, ParseStep(fetch, produce)
 

@@ -21,11 +21,13 @@ __all__ = [
     "DEFAULT_CHECKPOINT",
     "BatchingSettings",
     "CacheSettings",
+    "DecisionSettings",
     "DecodeSettings",
     "HttpSettings",
     "KafkaSettings",
     "LoggingSettings",
     "ModelSettings",
+    "ProvenanceSettings",
     "ServiceSettings",
     "ShutdownSettings",
     "parse_overrides",
@@ -150,10 +152,38 @@ class ShutdownSettings(_Section):
 
 
 class CacheSettings(_Section):
-    """Verdict cache: a repeated image (same sha256, same model) skips inference."""
+    """Verdict cache: a repeated image (same sha256, or a PDQ near-duplicate) skips inference."""
 
     enabled: bool = True
     max_entries: int = Field(default=100_000, ge=1)
+    near_duplicate: bool = True
+    near_duplicate_distance: int = Field(default=40, ge=0, le=256)
+    near_duplicate_max_entries: int = Field(default=100_000, ge=1)
+    near_duplicate_min_quality: int = Field(default=50, ge=0, le=100)
+
+
+class ProvenanceSettings(_Section):
+    """Provenance extraction (C2PA, IPTC/XMP, PNG text, EXIF, watermark) and the PDQ hash."""
+
+    enabled: bool = True
+    c2pa: bool = True
+    trust_anchors: Path | None = None
+    max_bytes: int = Field(default=52_428_800, ge=0)
+    max_text_bytes: int = Field(default=1_048_576, ge=1024)
+    timeout_s: float = Field(default=2.0, gt=0.0)
+    workers: int = Field(default=2, ge=1)
+    watermark: bool = False
+    watermark_max_pixels: int = Field(default=1_048_576, ge=1)
+    pdq: bool = True
+
+
+class DecisionSettings(_Section):
+    """The moderator's decision: uncertain band and provenance policy."""
+
+    uncertain_margin: float = Field(default=0.1, ge=0.0, le=1.0)
+    uncertain_low: float | None = Field(default=None, ge=0.0, le=1.0)
+    uncertain_high: float | None = Field(default=None, ge=0.0, le=1.0)
+    verified_ai_overrides: bool = True
 
 
 class LoggingSettings(_Section):
@@ -180,6 +210,8 @@ class ServiceSettings(BaseSettings):
     shutdown: ShutdownSettings = ShutdownSettings()
     logging: LoggingSettings = LoggingSettings()
     cache: CacheSettings = CacheSettings()
+    provenance: ProvenanceSettings = ProvenanceSettings()
+    decision: DecisionSettings = DecisionSettings()
 
     @model_validator(mode="after")
     def _grace_fits(self) -> ServiceSettings:

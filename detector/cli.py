@@ -11,7 +11,9 @@ import importlib
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -32,6 +34,17 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--deterministic", action="store_true", help="reproducible kernels and RNG")
     p.add_argument("--overlay", type=Path, help="write <stem>.overlay.png with boxes here")
+    p.add_argument(
+        "--no-provenance", action="store_true", help="skip C2PA/metadata/PDQ (pixels only)"
+    )
+    p.add_argument("--trust-anchors", type=Path, help="PEM bundle of trusted C2PA anchors")
+    p.add_argument("--watermark", action="store_true", help="decode the SD/SDXL watermark")
+    p.add_argument(
+        "--uncertain-margin",
+        type=float,
+        default=0.1,
+        help="half-width of the 'uncertain' band around the threshold (default 0.1)",
+    )
     p.set_defaults(func=_predict)
 
 
@@ -101,26 +114,63 @@ def _predict(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         max_batch=args.batch_size,
     )
+    signals = _Signals(args)
     failures = 0
     paths: list[Path] = list(args.images)
     for start in range(0, len(paths), args.batch_size):
         chunk = paths[start : start + args.batch_size]
-        decoded, good = [], []
+        decoded, good, blobs = [], [], []
         for path in chunk:
             try:
-                decoded.append(decode_image(path, det.limits))
+                data = path.read_bytes() if path.is_file() else path
+                decoded.append(decode_image(data, det.limits))
                 good.append(path)
+                blobs.append(data)
             except DetectorError as exc:
                 failures += 1
                 error = {"type": type(exc).__name__, "message": str(exc)}
                 print(json.dumps({"path": str(path), "error": error}), flush=True)
-        for path, image, pred in zip(good, decoded, det.predict(decoded), strict=True):
+        preds = det.predict(decoded)
+        for path, image, pred, data in zip(good, decoded, preds, blobs, strict=True):
             record = {"path": str(path), **pred.to_dict(), "model": det.info.name}
+            record.update(signals.fields(data, image, pred.score, pred.threshold))
             if args.overlay is not None:
                 out = save_overlay(image, pred, args.overlay / f"{path.stem}.overlay.png")
                 record["overlay"] = str(out)
             print(json.dumps(record), flush=True)
     return 1 if failures else 0
+
+
+class _Signals:
+    """Provenance, PDQ and the decision of ``predict`` (pure Python, no messaging layer)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        from provenance import DecisionPolicy, Extractor, ProvenanceConfig
+
+        self.policy = DecisionPolicy(uncertain_margin=args.uncertain_margin)
+        self.extractor = None
+        if not args.no_provenance:
+            config = ProvenanceConfig(trust_anchors=args.trust_anchors, watermark=args.watermark)
+            self.extractor = Extractor(config)
+
+    def fields(self, data: object, image: Any, score: float, threshold: float) -> dict[str, Any]:
+        from provenance import decide
+
+        report = None
+        if self.extractor is not None and isinstance(data, bytes):
+            report = self.extractor.extract(data, image.pixels.permute(1, 2, 0).numpy())
+        decision, reasons = decide(score, threshold, report, self.policy)
+        out: dict[str, Any] = {"decision": decision, "reasons": [asdict(r) for r in reasons]}
+        if report is not None:
+            out["provenance"] = {
+                "findings": [asdict(f) for f in report.findings],
+                "unreadable": [asdict(u) for u in report.unreadable],
+                "c2pa_state": report.c2pa_state,
+                "elapsed_ms": round(report.elapsed_ms, 3),
+            }
+            if report.pdq is not None:
+                out["pdq"] = {"hash": report.pdq.hex, "quality": report.pdq.quality}
+        return out
 
 
 def _init_checkpoint(args: argparse.Namespace) -> int:

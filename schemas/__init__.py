@@ -25,6 +25,15 @@ from schemas.dead_letter import (
 )
 from schemas.errors import ErrorCode, EventError
 from schemas.image_event import IMAGE_EVENT_TYPE, MAX_METADATA_BYTES, ImageData, ImageEvent
+from schemas.provenance import (
+    CacheMatch,
+    Decision,
+    PdqInfo,
+    ProvenanceFinding,
+    ProvenanceInfo,
+    Reason,
+    UnreadableSource,
+)
 from schemas.verdict import (
     VERDICT_EVENT_TYPE,
     Box,
@@ -47,7 +56,9 @@ __all__ = [
     "MAX_METADATA_BYTES",
     "VERDICT_EVENT_TYPE",
     "Box",
+    "CacheMatch",
     "DeadLetter",
+    "Decision",
     "Encoding",
     "ErrorCode",
     "EventError",
@@ -63,9 +74,14 @@ __all__ = [
     "OriginalMessage",
     "ParsedImageEvent",
     "Patch",
+    "PdqInfo",
+    "ProvenanceFinding",
+    "ProvenanceInfo",
+    "Reason",
     "ReplayInfo",
     "SourceCoordinates",
     "Timings",
+    "UnreadableSource",
     "Verdict",
     "build_dead_letter",
     "decode_dead_letter",

@@ -16,6 +16,7 @@ from schemas._types import (
     WireModel,
 )
 from schemas.image_event import Metadata
+from schemas.provenance import CacheMatch, Decision, PdqInfo, ProvenanceInfo, Reason
 
 VERDICT_EVENT_TYPE = "io.synthscan.verdict.v1"
 """CloudEvents ``type`` of verdict records."""
@@ -163,7 +164,20 @@ class Verdict(WireModel):
     timings: Timings
     produced_at: UtcDatetime
     cached: bool = False
-    """True when taken from the verdict cache for an already-seen sha256 and model."""
+    """True when taken from the verdict cache: an already-seen sha256 and model, or (see
+    ``cache_match``) a PDQ near-duplicate of an already-seen image."""
+    cache_match: CacheMatch | None = None
+    """How the cached verdict was matched (None when not cached)."""
+    decision: Decision | None = None
+    """What a moderator acts on: ``synthetic``, ``uncertain`` (the band around the threshold)
+    or ``real``; a verified AI-origin C2PA assertion makes it ``synthetic`` regardless of the
+    score. None from writers that predate it."""
+    reasons: Annotated[list[Reason], Field(max_length=256)] = Field(default_factory=list)
+    """Why: the pixel score, each provenance finding, a duplicate match."""
+    provenance: ProvenanceInfo | None = None
+    """Provenance findings (C2PA, IPTC/XMP, PNG text, EXIF, watermark)."""
+    pdq: PdqInfo | None = None
+    """PDQ perceptual hash of the image."""
     replay: ReplayInfo | None = None
     metadata: Metadata = Field(default_factory=dict)
     """The event's metadata, passed through for the audit trail."""

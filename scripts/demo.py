@@ -31,6 +31,8 @@ from pathlib import Path
 
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
+from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from consumer.logs import configure_logging
 from consumer.service import Service
@@ -108,6 +110,30 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+def provenance_samples(first: Path) -> list[Path]:
+    """Two made-up uploads that carry signals: a half-size JPEG q=70 re-upload of ``first``
+    (a PDQ near-duplicate once ``first`` is cached) and a PNG tagged like Automatic1111
+    output with an IPTC "trainedAlgorithmicMedia" XMP packet (unsigned: reasons only)."""
+    folder = OUT / "samples"
+    folder.mkdir(parents=True, exist_ok=True)
+    with Image.open(first) as image:
+        rgb = image.convert("RGB")
+    reupload = folder / f"{first.stem}-reupload.jpg"
+    rgb.resize((rgb.width // 2, rgb.height // 2)).save(reupload, "JPEG", quality=70)
+    info = PngInfo()
+    info.add_text("parameters", "a cat\nSteps: 20, Sampler: Euler a, Seed: 1, Model: demo")
+    info.add_itxt(
+        "XML:com.adobe.xmp",
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/'
+        '22-rdf-syntax-ns#"><rdf:Description xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt'
+        '/2008-02-29/" Iptc4xmpExt:DigitalSourceType="http://cv.iptc.org/newscodes/'
+        'digitalsourcetype/trainedAlgorithmicMedia"/></rdf:RDF></x:xmpmeta>',
+    )
+    tagged = folder / "tagged-generator-output.png"
+    rgb.resize((256, 256)).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(tagged, pnginfo=info)
+    return [reupload, tagged]
+
+
 def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path | None]:
     """Publish one event per image in rotating formats, plus two bad events."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
@@ -143,6 +169,15 @@ def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path
         producer.produce(TOPIC_IMAGES, value=value, headers=headers, key=path.name.encode())
         sent[event.id] = path
         print(f"[demo] published {event.id}  {style:<18} {path.name} ({len(raw) // 1024} KiB)")
+    for path in provenance_samples(images[0]):
+        raw = path.read_bytes()
+        data = ImageData(content_id=path.name, data=raw, platform="demo")
+        event = ImageEvent(id=str(uuid.uuid4()), source="synthscan/demo", data=data)
+        value, headers = encode_image_event(event, mode="binary", inline="raw")
+        producer.produce(TOPIC_IMAGES, value=value, headers=headers, key=path.name.encode())
+        sent[event.id] = path
+        size = f"{len(raw) // 1024} KiB"
+        print(f"[demo] published {event.id}  {'binary/raw':<18} {path.name} ({size})")
     bad = ImageEvent(
         id=str(uuid.uuid4()),
         source="synthscan/demo",
@@ -196,6 +231,39 @@ def collect(
     return verdicts, dead
 
 
+def signals_html(verdict: Verdict) -> str:
+    """The decision's reasons, the provenance findings, the PDQ hash and any cache match."""
+    reasons = "".join(
+        f"<li>{'<b>decisive</b> ' if r.decisive else ''}{html.escape(r.kind)}: "
+        f"{html.escape(r.detail)}</li>"
+        for r in verdict.reasons
+    )
+    prov = verdict.provenance
+    findings = "".join(
+        f"<tr><td>{html.escape(f.source)}</td><td>{html.escape(f.kind)}</td>"
+        f"<td>{html.escape(f.value)}</td><td>{'yes' if f.verified else 'no'}</td></tr>"
+        for f in (prov.findings if prov else [])
+    )
+    unreadable = "".join(
+        f"<li>{html.escape(u.source)}: {html.escape(u.reason)}</li>"
+        for u in (prov.unreadable if prov else [])
+    )
+    table = (
+        "<table><tr><th>source</th><th>kind</th><th>value</th><th>verified</th></tr>"
+        f"{findings}</table>"
+        if findings
+        else "<p>No provenance metadata found (its absence proves nothing).</p>"
+    )
+    pdq = f"PDQ {verdict.pdq.hash} (quality {verdict.pdq.quality})" if verdict.pdq else "no PDQ"
+    match = verdict.cache_match
+    cached = f"; cached: {match.kind}, distance {match.distance}" if match else ""
+    return (
+        f"<h3>Reasons</h3><ul>{reasons}</ul><h3>Provenance</h3>{table}"
+        + (f"<p>Unreadable:</p><ul>{unreadable}</ul>" if unreadable else "")
+        + f"<p class='pdq'>{pdq}{cached}</p>"
+    )
+
+
 def write_html(
     verdicts: list[Verdict], dead: list[DeadLetter], sent: dict[str, Path | None]
 ) -> Path:
@@ -222,28 +290,33 @@ def write_html(
             f"<td>{p.activation:.3f}</td><td>{p.attention:.3f}</td></tr>"
             for p in verdict.patches
         )
+        decision = verdict.decision or verdict.label
         cards.append(
-            f'<div class="card {verdict.label}"><h2>{html.escape(path.name)}: {verdict.label} '
-            f"({verdict.score:.3f}, threshold {verdict.threshold:.3f})</h2>"
+            f'<div class="card {decision}"><h2>{html.escape(path.name)}: {decision} '
+            f"(label {verdict.label}, score {verdict.score:.3f}, threshold "
+            f"{verdict.threshold:.3f})</h2>"
             f'<svg viewBox="0 0 {w} {h}" width="{min(w, 480)}"><image href="{src}" width="{w}" '
             f'height="{h}"/>{boxes}</svg><table><tr><th>rank</th><th>window</th><th>box</th>'
             f"<th>activation</th><th>attention</th></tr>{rows}</table>"
             f"<p>global token attention {verdict.global_attention:.3f}; model "
-            f"{html.escape(verdict.model.name)} {html.escape(verdict.model.version)}</p></div>"
+            f"{html.escape(verdict.model.name)} {html.escape(verdict.model.version)}</p>"
+            f"{signals_html(verdict)}</div>"
         )
     letters = "".join(f"<li><b>{d.code.value}</b>: {html.escape(d.message)}</li>" for d in dead)
     page = OUT / "index.html"
     page.write_text(
         "<!doctype html><meta charset='utf-8'><title>synthscan demo</title><style>"
         "body{font-family:sans-serif;margin:2em}.card{border:1px solid #ccc;padding:1em;"
-        "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}"
+        "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}.uncertain h2{color:#a60}"
+        ".pdq{font-family:monospace;font-size:small}"
         "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}rect.w0{stroke:#ff0}"
         "text{fill:#ff0;paint-order:stroke;stroke:#000;stroke-width:3px}"
         "td,th{padding:0 .6em;text-align:right}</style>"
         f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
         "<p>Boxes: magenta = 3x3 windows (224 px patches), cyan = 2x2 windows (112 px patches), "
         "numbered by fusion attention rank. The demo checkpoint is a small research model "
-        "(see MODEL_CARD.md), not a production detector.</p>"
+        "(see MODEL_CARD.md), not a production detector. The heading is the decision "
+        "(synthetic / uncertain / real, see README: Provenance and the decision).</p>"
         f"{''.join(cards)}<h2>Dead letters</h2><ul>{letters}</ul>"
     )
     return page

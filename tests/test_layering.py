@@ -39,3 +39,26 @@ def test_importing_detector_loads_no_messaging_module() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+PROVENANCE_FORBIDDEN = ("consumer", "confluent_kafka", "torch", "torchvision", "detector")
+
+
+def test_provenance_sources_import_neither_torch_nor_messaging() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(_imported_roots(path) & set(PROVENANCE_FORBIDDEN))
+        for path in (ROOT / "provenance").rglob("*.py")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_importing_provenance_loads_neither_torch_nor_messaging() -> None:
+    code = (
+        "import pkgutil, importlib, sys, provenance\n"
+        "for m in pkgutil.walk_packages(provenance.__path__, 'provenance.'):\n"
+        "    importlib.import_module(m.name)\n"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {PROVENANCE_FORBIDDEN!r}]\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr

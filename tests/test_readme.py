@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from consumer.enrich import ProvenanceMetrics
 from consumer.metrics import Metrics, VerdictCacheMetrics
 from consumer.settings import ServiceSettings
 
@@ -32,6 +33,7 @@ def test_every_setting_is_documented() -> None:
 def test_every_metric_is_documented() -> None:
     registry = Metrics().registry
     VerdictCacheMetrics(registry)
+    ProvenanceMetrics(registry)
     names = {family.name for family in registry.collect()}
     missing = sorted(name for name in names if name not in README)
     assert missing == []

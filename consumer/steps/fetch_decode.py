@@ -53,8 +53,10 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         workers: int = 8,
         resolve_ref: Callable[[str], str] | None = None,
         is_live: Callable[[Envelope], bool] = lambda _: True,
+        enrich: Callable[[WorkItem, bytes], None] | None = None,
     ) -> None:
         self.next_step = next_step
+        self._enrich = enrich
         self._dead_letters = dead_letters
         self._fetcher = fetcher
         self._limits = limits
@@ -109,6 +111,8 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
             item.image = decode_image(data, self._limits)
             item.timings.decode_ms = (time.perf_counter() - began) * 1000.0
             item.image_size = len(data)
+            if self._enrich is not None:  # provenance + PDQ (never raises)
+                self._enrich(item, data)
             return item
         except ImageError as exc:
             code = next(

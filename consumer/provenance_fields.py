@@ -1,0 +1,70 @@
+"""The verdict's decision, reasons, provenance, PDQ and cache-match fields for one image."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from provenance import CacheMatch, DecisionPolicy, ProvenanceReport, decide
+from schemas import CacheMatch as WireCacheMatch
+from schemas import PdqInfo, ProvenanceFinding, ProvenanceInfo, Reason, UnreadableSource
+
+__all__ = ["cache_match_of", "policy_of", "verdict_fields"]
+
+
+def policy_of(settings: Any) -> DecisionPolicy:
+    """The :class:`DecisionPolicy` of a ``DecisionSettings`` (defaults when None)."""
+    if settings is None:
+        return DecisionPolicy()
+    return DecisionPolicy(**settings.model_dump())
+
+
+def cache_match_of(prediction: Any) -> CacheMatch | None:
+    """How ``prediction`` was served from the cache, None when it was not."""
+    if not getattr(prediction, "cached", False):
+        return None
+    kind = getattr(prediction, "match", "exact")
+    return CacheMatch(
+        "near_duplicate" if kind == "near_duplicate" else "exact",
+        int(getattr(prediction, "distance", 0)),
+    )
+
+
+def verdict_fields(
+    score: float,
+    threshold: float,
+    report: ProvenanceReport | None,
+    policy: DecisionPolicy,
+    match: CacheMatch | None,
+) -> dict[str, Any]:
+    """``decision``, ``reasons``, ``provenance``, ``pdq`` and ``cache_match`` as wire models."""
+    decision, reasons = decide(score, threshold, report, policy, match)
+    fields: dict[str, Any] = {
+        "decision": decision,
+        "reasons": [
+            Reason(kind=r.kind, detail=r.detail, decisive=r.decisive) for r in reasons[:256]
+        ],
+        "cache_match": None
+        if match is None
+        else WireCacheMatch(kind=match.kind, distance=match.distance),
+    }
+    if report is not None:
+        fields["provenance"] = ProvenanceInfo(
+            findings=[
+                ProvenanceFinding(
+                    source=f.source,
+                    kind=f.kind,
+                    value=f.value,
+                    verified=f.verified,
+                    detail=f.detail,
+                )
+                for f in report.findings[:128]
+            ],
+            unreadable=[
+                UnreadableSource(source=u.source, reason=u.reason) for u in report.unreadable[:32]
+            ],
+            c2pa_state=report.c2pa_state,
+            elapsed_ms=report.elapsed_ms,
+        )
+        if report.pdq is not None:
+            fields["pdq"] = PdqInfo(hash=report.pdq.hex, quality=report.pdq.quality)
+    return fields
