@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import torch
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.backpressure import Backpressure
-from consumer.clients import consumer_config, instance_id, producer_config
+from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.errors import ConfigurationError
 from consumer.fetch import ImageFetcher
@@ -189,14 +190,22 @@ class Service:
         else:
             commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
-        batch, head = self._build_steps(detector, producer, commit, tracker)
+        processors: list[StreamProcessor] = []
+
+        def on_undeliverable(env: Envelope, reason: str) -> None:
+            processors[0].on_undeliverable(env, reason)
+
+        batch, head = self._build_steps(detector, producer, commit, tracker, on_undeliverable)
+        limit = self.settings.batching.max_in_flight_messages
+        if kafka.exactly_once:  # each commit drains everything in flight: keep that short
+            limit = min(limit, kafka.transaction_max_in_flight)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
             head,
             commit,
             tracker,
-            Backpressure.from_limit(self.settings.batching.max_in_flight_messages),
+            Backpressure.from_limit(limit),
             self.metrics,
             self.health,
             consume_batch=kafka.consume_batch,
@@ -206,6 +215,8 @@ class Service:
         )
         if isinstance(commit, TransactionalCommitStep):
             commit.rewind = processor.rewind
+            commit.drop = processor.drop_in_flight
+        processors.append(processor)
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
@@ -221,6 +232,7 @@ class Service:
         producer: Producer,
         commit: CommitStep,
         tracker: CommitTracker,
+        on_undeliverable: Callable[[Envelope, str], None],
     ) -> tuple[BatchStep, ParseStep]:
         kafka, batching = self.settings.kafka, self.settings.batching
 
@@ -234,8 +246,18 @@ class Service:
             kafka.group_id,
             instance_id(kafka),
             kafka.latest_verdict_topic,
+            max_record_bytes=max_record_bytes(kafka),
         )
-        produce = ProduceStep(producer, records, commit, self.metrics, is_live)
+        produce = ProduceStep(
+            producer,
+            records,
+            commit,
+            self.metrics,
+            is_live,
+            max_attempts=kafka.delivery_attempts,
+            on_failure=commit.on_failure,
+            on_undeliverable=on_undeliverable,
+        )
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
         detect = DetectStep(predictor, produce, self.metrics, is_live)
         batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
