@@ -46,7 +46,7 @@ from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
 from detector import Detector, ImageLimits, ModelInfo
 
-__all__ = ["LoadedDetector", "Service"]
+__all__ = ["LoadedDetector", "Service", "in_flight_limit"]
 
 log = structlog.get_logger("consumer.service")
 
@@ -196,9 +196,7 @@ class Service:
             processors[0].on_undeliverable(env, reason)
 
         batch, head = self._build_steps(detector, producer, commit, tracker, on_undeliverable)
-        limit = self.settings.batching.max_in_flight_messages
-        if kafka.exactly_once:  # each commit drains everything in flight: keep that short
-            limit = min(limit, kafka.transaction_max_in_flight)
+        limit = in_flight_limit(self.settings)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
@@ -291,6 +289,14 @@ class Service:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def in_flight_limit(settings: ServiceSettings) -> int:
+    """Backpressure limit; exactly-once drains it before every commit, so keep that short."""
+    limit = settings.batching.max_in_flight_messages
+    if settings.kafka.exactly_once:
+        limit = min(limit, settings.kafka.transaction_max_in_flight)
+    return limit
 
 
 def _info_dict(info: Any) -> dict[str, Any]:
