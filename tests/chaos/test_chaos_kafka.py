@@ -121,13 +121,15 @@ def test_rebalance_from_two_to_three_consumers(
 ) -> None:
     began = time.monotonic()
     stage = stage_factory(exactly_once, partitions=6)
-    produce_events(stage.bootstrap, stage.input, _ids("r", N), stage.partitions)
+    ids = _ids("r", N)
+    produce_events(stage.bootstrap, stage.input, ids[: N // 2], stage.partitions)
     ledger = stage.ledger()
     services.start(stage.settings("a"))
     services.start(stage.settings("b"))
     assert ledger.wait(6, 60)
     services.start(stage.settings("c"))
     fault_end = time.monotonic()
+    produce_events(stage.bootstrap, stage.input, ids[N // 2 :], stage.partitions)
     _finish(stage, ledger, "rebalance 2->3", fault_end, began)
 
 
@@ -135,10 +137,10 @@ def test_rebalance_from_two_to_three_consumers(
 def test_undeliverable_output(
     exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
 ) -> None:
-    """The producer refuses records over 9000 bytes: verdicts of events with large metadata
+    """The producer refuses records over 7000 bytes: verdicts of events with large metadata
     become ``output_rejected`` dead letters (sized to fit), and nothing behind them waits."""
     began = time.monotonic()
-    stage = stage_factory(exactly_once, kafka={"producer_overrides": {"message.max.bytes": 9000}})
+    stage = stage_factory(exactly_once, kafka={"producer_overrides": {"message.max.bytes": 7000}})
     ids = _ids("u", N)
     big = {eid: {"blob": secrets.token_hex(3500)} for eid in ids[N // 2 : N // 2 + 3]}
     produce_events(stage.bootstrap, stage.input, ids[: N // 2], stage.partitions)
