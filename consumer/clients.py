@@ -8,7 +8,17 @@ from typing import Any
 
 from consumer.settings import KafkaSettings
 
-__all__ = ["consumer_config", "instance_id", "producer_config"]
+__all__ = [
+    "consumer_config",
+    "instance_id",
+    "max_record_bytes",
+    "producer_config",
+    "transaction_timeout_ms",
+]
+
+_DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+_MAX_TRANSACTION_TIMEOUT_MS = 900_000
+"""The broker's default ``transaction.max.timeout.ms`` (15 minutes)."""
 
 
 def instance_id(settings: KafkaSettings) -> str:
@@ -63,9 +73,27 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     )
     if settings.exactly_once:
         conf["transactional.id"] = f"{settings.transactional_id_prefix}{instance_id(settings)}"
-        # A transaction spans one commit interval plus a drain (at most revoke_drain_s).
-        span_ms = (settings.commit_interval_s + settings.revoke_drain_s) * 1000.0
-        conf["transaction.timeout.ms"] = int(max(60_000.0, 3 * span_ms))
+        conf["transaction.timeout.ms"] = transaction_timeout_ms(settings)
     conf.update(settings.producer_overrides)
     conf["enable.idempotence"] = True
     return conf
+
+
+def transaction_timeout_ms(settings: KafkaSettings) -> int:
+    """How long a transaction may stay open: three times its longest expected span.
+
+    A transaction spans one commit interval, then the drain of everything in flight (at most
+    ``transaction_max_in_flight`` messages at ``transaction_seconds_per_message`` each), or a
+    revocation drain; clamped to [60 s, the broker's default maximum of 15 min].
+    """
+    drain_s = settings.transaction_max_in_flight * settings.transaction_seconds_per_message
+    span_s = settings.commit_interval_s + max(drain_s, settings.revoke_drain_s)
+    return int(min(_MAX_TRANSACTION_TIMEOUT_MS, max(60_000.0, 3 * span_s * 1000.0)))
+
+
+def max_record_bytes(settings: KafkaSettings) -> int:
+    """The largest record the service writes: the setting, else the producer's message.max.bytes."""
+    if settings.max_record_bytes is not None:
+        return settings.max_record_bytes
+    conf = {**settings.librdkafka, **settings.producer_overrides}
+    return int(conf.get("message.max.bytes", _DEFAULT_MESSAGE_MAX_BYTES))

@@ -1,7 +1,8 @@
 """Liveness, readiness and metrics over a small threaded HTTP server.
 
 - ``/healthz``: 200 iff the poll loop's heartbeat is fresh (never a broker check).
-- ``/readyz``: 200 iff the model is loaded and warm and partitions are assigned.
+- ``/readyz``: 200 iff the model is loaded and warm, partitions are assigned and none is stuck
+  behind an undeliverable record (its output and its dead letter were both refused for good).
 - ``/metrics``: Prometheus text format.
 """
 
@@ -27,6 +28,7 @@ class HealthState:
     model_ready: bool = False
     assigned: int = 0
     stopping: bool = False
+    stuck_partitions: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def beat(self) -> None:
@@ -38,7 +40,13 @@ class HealthState:
         )
 
     def ready(self) -> bool:
-        return self.model_ready and self.assigned > 0 and not self.stopping and self.live()
+        return (
+            self.model_ready
+            and self.assigned > 0
+            and not self.stopping
+            and self.stuck_partitions == 0
+            and self.live()
+        )
 
     def describe(self) -> dict[str, object]:
         age = None if self.heartbeat is None else round(time.monotonic() - self.heartbeat, 3)
@@ -49,6 +57,7 @@ class HealthState:
             "model_ready": self.model_ready,
             "assigned_partitions": self.assigned,
             "stopping": self.stopping,
+            "stuck_partitions": self.stuck_partitions,
         }
 
 

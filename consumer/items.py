@@ -29,6 +29,8 @@ class Envelope:
     timestamp_ms: int | None
     epoch: int
     received_at: float = field(default_factory=time.time)
+    header_error: str | None = None
+    """Why the headers could not be read (then ``headers`` is empty): the message is poison."""
 
     @property
     def tp(self) -> tuple[str, int]:
@@ -40,18 +42,34 @@ class Envelope:
         topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
         if topic is None or partition is None or offset is None:
             raise ValueError("not a consumed message (no topic, partition or offset)")
-        raw = msg.headers() or ()
-        pairs = raw.items() if isinstance(raw, dict) else raw
+        headers, header_error = _read_headers(msg)
         return cls(
             topic=topic,
             partition=partition,
             offset=offset,
             key=_as_bytes(msg.key()),
             value=_as_bytes(msg.value()),
-            headers=tuple((k, _as_bytes(v)) for k, v in pairs),
+            headers=headers,
             timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
             epoch=epoch,
+            header_error=header_error,
         )
+
+
+def _read_headers(msg: Message) -> tuple[tuple[tuple[str, bytes | None], ...], str | None]:
+    """The headers, or none and the reason when the client cannot decode them.
+
+    confluent-kafka decodes header *names* strictly as UTF-8; a name that is not raises
+    ``SystemError`` (from a ``UnicodeDecodeError``) in ``msg.headers()``. Kafka allows any bytes,
+    so any producer can write one: it must become a dead letter, never a crash.
+    """
+    try:
+        raw = msg.headers() or ()
+        pairs = raw.items() if isinstance(raw, dict) else raw
+        return tuple((str(k), _as_bytes(v)) for k, v in pairs), None
+    except Exception as exc:
+        cause = exc.__cause__ or exc.__context__ or exc
+        return (), f"headers not decodable by the Kafka client: {cause!r}"
 
 
 def _as_bytes(value: str | bytes | None) -> bytes | None:

@@ -84,6 +84,16 @@ class Metrics:
         self.produce_errors = Counter(
             "synthscan_produce_errors", "Failed deliveries (re-produced).", registry=r
         )
+        self.undeliverable = Counter(
+            "synthscan_undeliverable_records",
+            "Source messages whose verdict and dead letter both failed for good (not committed).",
+            registry=r,
+        )
+        self.stuck_partitions = Gauge(
+            "synthscan_stuck_partitions",
+            "Partitions held paused behind an undeliverable record (readiness fails while > 0).",
+            registry=r,
+        )
         self.dropped_revoked = Counter(
             "synthscan_dropped_revoked",
             "In-flight messages dropped because their partition was revoked.",

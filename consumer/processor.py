@@ -2,8 +2,10 @@
 
 The loop never blocks on work: inference runs in a worker thread and fetches in a pool, so
 ``consume()`` is called every few milliseconds and ``max.poll.interval.ms`` is never exceeded.
-Backpressure pauses the assigned partitions (and re-pauses them after every assignment);
-messages returned while the pipeline is full are *carried* and offered again.
+Backpressure pauses the assigned partitions; messages returned while the pipeline is full are
+*carried* and offered again. librdkafka keeps a partition's pause flag across a lost assignment
+and its re-assignment, so every assignment explicitly applies the state the loop believes in
+(paused, resumed, or stuck behind an undeliverable record) to every assigned partition.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ class StreamProcessor:
         self._reset_to_beginning = reset_to_beginning
         self._carried: deque[Envelope] = deque()
         self._closing = False
+        self._stuck: set[Partition] = set()
 
     # -- main loop -------------------------------------------------------------------------
 
@@ -145,16 +148,49 @@ class StreamProcessor:
 
     def _set_paused(self, paused: bool) -> None:
         assignment = self._consumer.assignment()
-        if paused:
-            self._consumer.pause(assignment)
-        else:
-            self._consumer.resume(assignment)
+        self._apply_pause(assignment)
         self._metrics.paused.set(1 if paused else 0)
         log.info(
             "paused" if paused else "resumed",
             partitions=len(assignment),
             in_flight=self._tracker.in_flight(),
         )
+
+    def _apply_pause(self, partitions: list[TopicPartition]) -> None:
+        """Make librdkafka's pause flag of ``partitions`` what the loop believes it is."""
+        stop = [
+            self._backpressure.paused or (p.topic, p.partition) in self._stuck for p in partitions
+        ]
+        paused = [p for p, s in zip(partitions, stop, strict=True) if s]
+        running = [p for p, s in zip(partitions, stop, strict=True) if not s]
+        if paused:
+            self._consumer.pause(paused)
+        if running:
+            self._consumer.resume(running)
+
+    def on_undeliverable(self, env: Envelope, reason: str) -> None:
+        """Neither the output nor the dead letter of ``env`` could be written, for good.
+
+        Its offset is never committed (at-least-once keeps it for a restart or the next owner);
+        its partition is paused so that the commit tracker does not grow behind it; the other
+        partitions go on; readiness fails and the metric counts it. Logged once per record.
+        """
+        log.error(
+            "undeliverable",
+            source=f"{env.topic}[{env.partition}]@{env.offset}",
+            reason=reason,
+            action="partition paused until it is reassigned or the service restarts",
+        )
+        if env.tp in self._stuck or not self._tracker.is_current(env.tp, env.epoch):
+            return
+        self._stuck.add(env.tp)
+        self._consumer.pause([TopicPartition(env.topic, env.partition)])
+        self._drop_carried([env.tp])
+        self._update_stuck()
+
+    def _update_stuck(self) -> None:
+        self._health.stuck_partitions = len(self._stuck)
+        self._metrics.stuck_partitions.set(len(self._stuck))
 
     def _on_consume_error(self, err: KafkaError) -> None:
         if err.code() == KafkaError._PARTITION_EOF:
@@ -168,8 +204,8 @@ class StreamProcessor:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._tracker.assign(_tps(partitions))
         consumer.incremental_assign(partitions)
-        if self._backpressure.paused:  # pause state does not survive a rebalance
-            consumer.pause(consumer.assignment())
+        # librdkafka may keep a pause flag from an earlier (lost) assignment: set it explicitly.
+        self._apply_pause(consumer.assignment())
         self._after_rebalance("assign", partitions)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -184,12 +220,20 @@ class StreamProcessor:
             log.warning("revoke_commit_failed", error=str(exc))
         self._forget(consumer, partitions, "revoke")
 
-    def rewind(self) -> None:
-        """After an aborted transaction: drop in-flight work, seek back to committed offsets."""
-        assignment = self._consumer.assignment()
+    def drop_in_flight(self) -> None:
+        """Drop carried and in-flight work (new epochs: their outputs are never confirmed)."""
         self._carried.clear()
-        self._tracker.assign(_tps(assignment))  # new epochs: stale outputs are dropped
-        for tp in self._consumer.committed(assignment, timeout=10):
+        self._tracker.assign(self._tracker.assigned())
+
+    def rewind(self) -> None:
+        """After an aborted transaction: drop in-flight work, seek back to committed offsets.
+
+        Raises:
+            KafkaException: the committed offsets could not be read (the caller retries).
+        """
+        assignment = self._consumer.assignment()
+        self.drop_in_flight()
+        for tp in self._consumer.committed(assignment, timeout=5):
             if tp.offset < 0:
                 tp.offset = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
             self._consumer.seek(tp)
@@ -198,6 +242,7 @@ class StreamProcessor:
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._drop_carried(_tps(partitions))
         self._forget(consumer, partitions, "lost")
+        self._commit.on_lost()  # exactly-once: abort the open transaction and rewind
 
     def _drain(self, tps: list[Partition] | None, deadline: float) -> None:
         """Let in-flight work of ``tps`` (None: all) finish, bounded by ``deadline``."""
@@ -208,6 +253,8 @@ class StreamProcessor:
 
     def _forget(self, consumer: Consumer, partitions: list[TopicPartition], kind: str) -> None:
         dropped = self._tracker.revoke(_tps(partitions))
+        self._stuck.difference_update(_tps(partitions))  # the next owner tries again
+        self._update_stuck()
         self._metrics.dropped_revoked.inc(dropped)
         consumer.incremental_unassign(partitions)
         self._after_rebalance(kind, partitions, dropped=dropped)

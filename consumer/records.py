@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,20 @@ from schemas import (
 if TYPE_CHECKING:
     from detector import ModelInfo
 
-__all__ = ["RecordFactory", "model_stamp"]
+__all__ = ["DEFAULT_MAX_RECORD_BYTES", "RecordFactory", "model_stamp", "record_size"]
+
+DEFAULT_MAX_RECORD_BYTES = 1_000_000
+"""librdkafka's default ``message.max.bytes``."""
+_RECORD_OVERHEAD = 1024
+"""Room kept for the record framing librdkafka adds to key + value + headers."""
+
+
+def record_size(
+    key: bytes | None, value: bytes | None, headers: Iterable[tuple[str, bytes]]
+) -> int:
+    """Bytes of a record as the producer's size check sees them, plus a safety margin."""
+    size = len(key or b"") + len(value or b"") + _RECORD_OVERHEAD
+    return size + sum(len(k.encode()) + len(v or b"") for k, v in headers)
 
 
 def model_stamp(info: ModelInfo) -> ModelStamp:
@@ -64,6 +78,7 @@ class RecordFactory:
         consumer_instance: str,
         latest_verdict_topic: str | None = None,
         policy: DecisionPolicy | None = None,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
     ) -> None:
         self._stamp = stamp
         self._policy = policy or DecisionPolicy()
@@ -72,6 +87,7 @@ class RecordFactory:
         self._group = consumer_group
         self._instance = consumer_instance
         self._latest_topic = latest_verdict_topic
+        self.max_record_bytes = max_record_bytes
 
     def verdict(self, item: WorkItem) -> OutRecord:
         pred, image, env = item.prediction, item.image, item.envelope
@@ -135,22 +151,42 @@ class RecordFactory:
             return None
         return OutRecord(self._latest_topic, verdict.key, verdict.value, verdict.headers)
 
-    def dead_letter(self, failure: Failure) -> OutRecord:
+    def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord:
+        """The dead letter of ``failure``, shrunk until it fits ``max_record_bytes``.
+
+        First the original value is truncated (its sha256 and size still describe the whole),
+        then the headers and the key are left out; ``minimal`` starts with all of that.
+        """
         env = failure.envelope
-        dead = build_dead_letter(
-            code=failure.code,
-            message=failure.message,
-            key=env.key,
-            headers=list(env.headers),
-            value=env.value,
-            source=_source(env),
-            consumer_group=self._group,
-            consumer_instance=self._instance,
-            attempts=failure.attempts,
-            first_failure_at=datetime.fromtimestamp(failure.first_failure_at, UTC),
-            last_failure_at=datetime.fromtimestamp(failure.last_failure_at, UTC),
-            event_id=failure.event_id,
-            content_id=None if failure.event is None else failure.event.content_id,
-        )
-        key, value, headers = encode_dead_letter(dead)
-        return OutRecord(self._dead_letter_topic, key, value, tuple(headers))
+        cap: int | None = 0 if minimal else None
+        keep_headers = keep_key = not minimal
+        while True:
+            dead = build_dead_letter(
+                code=failure.code,
+                message=failure.message,
+                key=env.key,
+                headers=list(env.headers),
+                value=env.value,
+                source=_source(env),
+                consumer_group=self._group,
+                consumer_instance=self._instance,
+                attempts=failure.attempts,
+                first_failure_at=datetime.fromtimestamp(failure.first_failure_at, UTC),
+                last_failure_at=datetime.fromtimestamp(failure.last_failure_at, UTC),
+                event_id=failure.event_id,
+                content_id=None if failure.event is None else failure.event.content_id,
+                truncate_value_to=cap,
+                keep_headers=keep_headers,
+                keep_key=keep_key,
+            )
+            key, value, headers = encode_dead_letter(dead)
+            excess = record_size(key, value, headers) - self.max_record_bytes
+            inline = dead.original.value
+            if excess <= 0 or (cap == 0 and not keep_headers and not keep_key):
+                return OutRecord(self._dead_letter_topic, key, value, tuple(headers))
+            if inline:  # base64 in JSON: 4 characters per 3 bytes
+                cap = max(0, len(inline) - (excess * 3 + 3) // 4 - 64)
+            elif keep_headers:
+                cap, keep_headers = 0, False
+            else:
+                cap, keep_key = 0, False

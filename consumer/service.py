@@ -16,6 +16,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import torch
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from consumer.backpressure import Backpressure
-from consumer.clients import consumer_config, instance_id, producer_config
+from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.enrich import ProvenanceEnricher
 from consumer.errors import ConfigurationError
@@ -47,7 +48,7 @@ from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
 from detector import Detector, ImageLimits, ModelInfo
 
-__all__ = ["LoadedDetector", "Service"]
+__all__ = ["LoadedDetector", "Service", "in_flight_limit"]
 
 log = structlog.get_logger("consumer.service")
 
@@ -191,14 +192,20 @@ class Service:
         else:
             commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
-        batch, head = self._build_steps(detector, producer, commit, tracker)
+        processors: list[StreamProcessor] = []
+
+        def on_undeliverable(env: Envelope, reason: str) -> None:
+            processors[0].on_undeliverable(env, reason)
+
+        batch, head = self._build_steps(detector, producer, commit, tracker, on_undeliverable)
+        limit = in_flight_limit(self.settings)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
             head,
             commit,
             tracker,
-            Backpressure.from_limit(self.settings.batching.max_in_flight_messages),
+            Backpressure.from_limit(limit),
             self.metrics,
             self.health,
             consume_batch=kafka.consume_batch,
@@ -208,6 +215,8 @@ class Service:
         )
         if isinstance(commit, TransactionalCommitStep):
             commit.rewind = processor.rewind
+            commit.drop = processor.drop_in_flight
+        processors.append(processor)
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
@@ -223,6 +232,7 @@ class Service:
         producer: Producer,
         commit: CommitStep,
         tracker: CommitTracker,
+        on_undeliverable: Callable[[Envelope, str], None],
     ) -> tuple[BatchStep, ParseStep]:
         kafka, batching = self.settings.kafka, self.settings.batching
 
@@ -237,8 +247,18 @@ class Service:
             instance_id(kafka),
             kafka.latest_verdict_topic,
             policy_of(self.settings.decision),
+            max_record_bytes=max_record_bytes(kafka),
         )
-        produce = ProduceStep(producer, records, commit, self.metrics, is_live)
+        produce = ProduceStep(
+            producer,
+            records,
+            commit,
+            self.metrics,
+            is_live,
+            max_attempts=kafka.delivery_attempts,
+            on_failure=commit.on_failure,
+            on_undeliverable=on_undeliverable,
+        )
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
         enrich = ProvenanceEnricher(
             self.settings.provenance, self.metrics.registry, getattr(predictor, "cache", None)
@@ -276,6 +296,14 @@ class Service:
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)
+
+
+def in_flight_limit(settings: ServiceSettings) -> int:
+    """Backpressure limit; exactly-once drains it before every commit, so keep that short."""
+    limit = settings.batching.max_in_flight_messages
+    if settings.kafka.exactly_once:
+        limit = min(limit, settings.kafka.transaction_max_in_flight)
+    return limit
 
 
 def _info_dict(info: Any) -> dict[str, Any]:

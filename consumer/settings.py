@@ -82,6 +82,10 @@ class KafkaSettings(_Section):
     statistics_interval_ms: int = Field(default=5_000, ge=0)
     commit_interval_s: float = Field(default=1.0, ge=0.0)
     revoke_drain_s: float = Field(default=10.0, ge=0.0)
+    delivery_attempts: int = Field(default=3, ge=1)
+    max_record_bytes: int | None = Field(default=None, ge=4096)
+    transaction_max_in_flight: int = Field(default=32, ge=1)
+    transaction_seconds_per_message: float = Field(default=1.0, gt=0.0)
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     librdkafka: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(

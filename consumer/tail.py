@@ -55,7 +55,11 @@ def tail(
                 if err.code() != KafkaError._PARTITION_EOF:
                     print(f"error: {err}", flush=True)
                 continue
-            headers = msg.headers() or []
+            try:
+                headers = msg.headers() or []
+            except Exception as exc:  # a header name that is not UTF-8
+                print(f"error: undecodable headers at offset {msg.offset()}: {exc}", flush=True)
+                continue
             ce_type = dict(headers).get("ce_type") or b""
             if isinstance(ce_type, bytes):
                 ce_type = ce_type.decode("utf-8", "replace")

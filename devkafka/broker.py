@@ -155,8 +155,7 @@ class KafkaBroker:
                 *self._java(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                f"--cluster-id={cluster_id}",  # an id may start with "-": never a separate argv
                 "-c",
                 str(props),
             ],
@@ -167,10 +166,14 @@ class KafkaBroker:
             raise BrokerError(f"StorageTool format failed: {result.stdout}{result.stderr}")
 
     def start(self, timeout_s: float = 90.0) -> None:
-        """Format storage, start the broker and wait until it answers metadata requests."""
+        """Format storage (first start only), start the broker, wait until it answers.
+
+        After :meth:`stop`, ``start`` again restarts the same broker with its data (tests of
+        broker outages)."""
         check_prerequisites()
         began = time.monotonic()
-        self.format_storage()
+        if not (self.data_dir / "data" / "meta.properties").exists():  # else: a restart
+            self.format_storage()
         stdout = (self.data_dir / "stdout.log").open("ab")
         self.process = subprocess.Popen(
             [*self._java(), "kafka.Kafka", str(self.data_dir / "server.properties")],

@@ -36,12 +36,20 @@ class OriginalMessage(WireModel):
     key: Base64Bytes | None = None
     headers: list[Header] = Field(default_factory=list)
     value: Base64Bytes | None = None
-    """The value, when at most ``MAX_INLINE_VALUE_BYTES``; else None and ``value_ref`` is set."""
+    """The value, when at most ``MAX_INLINE_VALUE_BYTES``; else None and ``value_ref`` is set.
+
+    With ``value_truncated`` only its first bytes (to fit the dead-letter topic)."""
     value_size_bytes: Annotated[int, Field(ge=0)] = 0
     value_sha256: Sha256Hex | None = None
     """SHA-256 of the value (None only for a null value)."""
     value_ref: NonEmptyStr | None = None
     """Where the omitted value can be read: ``kafka://topic/partition/offset`` or an object key."""
+    value_truncated: bool = False
+    """``value`` holds a prefix only; ``value_size_bytes`` and ``value_sha256`` are of the whole."""
+    headers_omitted: Annotated[int, Field(ge=0)] = 0
+    """How many headers were left out so that the dead letter fits the producer's size limit."""
+    key_omitted: bool = False
+    """The key was left out (too large to fit); the source coordinates still locate it."""
 
     @model_validator(mode="after")
     def _value_or_ref(self) -> OriginalMessage:
@@ -97,21 +105,42 @@ def original_message(
     source: SourceCoordinates,
     *,
     max_inline_bytes: int = MAX_INLINE_VALUE_BYTES,
+    truncate_value_to: int | None = None,
+    keep_headers: bool = True,
+    keep_key: bool = True,
 ) -> OriginalMessage:
-    """Capture a Kafka message; values over ``max_inline_bytes`` are kept by reference."""
-    items = headers.items() if isinstance(headers, Mapping) else (headers or [])
-    kept = [Header(key=k, value=_header_bytes(v)) for k, v in items]
+    """Capture a Kafka message; values over ``max_inline_bytes`` are kept by reference.
+
+    ``truncate_value_to``, ``keep_headers`` and ``keep_key`` shrink the capture so that the
+    dead letter fits a size limit; the hash and size always describe the whole value.
+    """
+    items = list(headers.items() if isinstance(headers, Mapping) else (headers or []))
+    kept = [Header(key=k, value=_header_bytes(v)) for k, v in items] if keep_headers else []
     size = len(value) if value is not None else 0
     digest = hashlib.sha256(value).hexdigest() if value is not None else None
     too_large = value is not None and size > max_inline_bytes
+    truncated = (
+        value is not None
+        and not too_large
+        and truncate_value_to is not None
+        and size > truncate_value_to
+    )
+    inline = value
+    if too_large:
+        inline = None
+    elif truncated and value is not None and truncate_value_to is not None:
+        inline = value[: max(0, truncate_value_to)]
     ref = f"kafka://{source.topic}/{source.partition}/{source.offset}" if too_large else None
     return OriginalMessage(
-        key=key,
+        key=key if keep_key else None,
         headers=kept,
-        value=None if too_large else value,
+        value=inline,
         value_size_bytes=size,
         value_sha256=digest,
         value_ref=ref,
+        value_truncated=truncated,
+        headers_omitted=len(items) - len(kept),
+        key_omitted=key is not None and not keep_key,
     )
 
 
@@ -131,8 +160,14 @@ def build_dead_letter(
     event_id: str | None = None,
     content_id: str | None = None,
     max_inline_bytes: int = MAX_INLINE_VALUE_BYTES,
+    truncate_value_to: int | None = None,
+    keep_headers: bool = True,
+    keep_key: bool = True,
 ) -> DeadLetter:
-    """A dead letter for one input message (times default to now; message is truncated)."""
+    """A dead letter for one input message (times default to now; message is truncated).
+
+    See :func:`original_message` for the arguments that shrink the captured original.
+    """
     now = datetime.now(UTC)
     last = last_failure_at or now
     if len(message) > MAX_MESSAGE_CHARS:
@@ -140,7 +175,16 @@ def build_dead_letter(
     return DeadLetter(
         code=code,
         message=message,
-        original=original_message(key, headers, value, source, max_inline_bytes=max_inline_bytes),
+        original=original_message(
+            key,
+            headers,
+            value,
+            source,
+            max_inline_bytes=max_inline_bytes,
+            truncate_value_to=truncate_value_to,
+            keep_headers=keep_headers,
+            keep_key=keep_key,
+        ),
         source=source,
         attempts=attempts,
         first_failure_at=first_failure_at or last,

@@ -36,6 +36,8 @@ class ErrorCode(StrEnum):
     """The image bytes do not match the sha256 or size declared in the event."""
     INFERENCE_FAILED = "inference_failed"
     """The detector raised on this image (the rest of its batch was retried without it)."""
+    OUTPUT_REJECTED = "output_rejected"
+    """The verdict could not be written: the output topic refused it for good (size, policy)."""
     INTERNAL_ERROR = "internal_error"
     """A bug or unexpected failure in the service; the message itself may be fine."""
 

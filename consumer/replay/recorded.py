@@ -110,7 +110,10 @@ def _verdicts(
                 part, offset = int(msg.partition() or 0), int(msg.offset() or 0)
                 if offset + 1 >= ends[part][1]:
                     todo.discard(part)
-                headers = msg.headers() or []
+                try:
+                    headers = msg.headers() or []
+                except Exception:  # a header the client cannot decode: not our verdict
+                    continue
                 ce_type = dict(headers).get("ce_type")
                 if ce_type is not None and ce_type != VERDICT_EVENT_TYPE.encode():
                     continue

@@ -76,6 +76,12 @@ class CommitStep(ProcessingStep[Delivered]):
     def on_drained(self) -> None:
         """Called by the loop when :attr:`barrier` is set and nothing is in flight."""
 
+    def on_failure(self, reason: str) -> None:
+        """A delivery failed: at-least-once re-produces it (nothing to do here)."""
+
+    def on_lost(self) -> None:
+        """Partitions were lost: nothing to abort in at-least-once mode."""
+
     def submit(self, item: Delivered) -> None:
         env = item.envelope
         self._tracker.done(env.tp, env.offset, env.epoch)

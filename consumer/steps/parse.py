@@ -25,6 +25,9 @@ class ParseStep(ProcessingStep[Envelope]):
         self._expected_types = expected_types
 
     def submit(self, item: Envelope) -> None:
+        if item.header_error is not None:  # e.g. a header name that is not UTF-8
+            self._dead_letters.submit(Failure(item, ErrorCode.SCHEMA_VIOLATION, item.header_error))
+            return
         try:
             parsed = parse_image_event(
                 item.value, list(item.headers), expected_types=self._expected_types

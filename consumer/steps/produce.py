@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
-from typing import Protocol
+from typing import Literal, Protocol
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -20,23 +21,47 @@ __all__ = ["ProduceStep", "RecordBuilder"]
 
 log = structlog.get_logger("consumer.produce")
 
+Stage = Literal["verdict", "dead_letter", "minimal", "undeliverable"]
+_NEXT: dict[Stage, Stage] = {
+    "verdict": "dead_letter",
+    "dead_letter": "minimal",
+    "minimal": "undeliverable",
+    "undeliverable": "undeliverable",
+}
+_MAX_REMEMBERED = 10_000
+"""Source messages whose output failed for good, remembered across an exactly-once rewind."""
+
 
 class RecordBuilder(Protocol):
     """Turns outcomes into wire records (see :mod:`consumer.records`)."""
 
     def verdict(self, item: WorkItem) -> OutRecord: ...
 
-    def dead_letter(self, failure: Failure) -> OutRecord: ...
+    def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
 
     def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
+
+
+@dataclass(slots=True)
+class _Pending:
+    item: Outcome
+    record: OutRecord
+    stage: Stage
+    attempts: int = 0
 
 
 class ProduceStep(ProcessingStep[Outcome]):
     """Produces one record per outcome; forwards a :class:`Delivered` receipt per confirmation.
 
-    The producer is idempotent (no duplicates or reordering from internal retries). A record
-    whose delivery fails for good (``message.timeout.ms``) is produced again: its offset is
-    never committed before it is delivered. Outcomes of revoked partitions are dropped.
+    The producer is idempotent (no duplicates or reordering from internal retries). A delivery
+    that fails with a retriable error (``message.timeout.ms`` passed) is produced again, up to
+    ``max_attempts`` in all. A delivery that fails for good (a non-retriable error such as
+    ``MSG_SIZE_TOO_LARGE``, or the attempts spent) never blocks the records behind it: a verdict
+    becomes an ``output_rejected`` dead letter, a dead letter is sent again in its minimal form
+    (no original value, headers or key), and when even that fails the source message is
+    *undeliverable*: logged once, counted, handed to ``on_undeliverable`` and never confirmed
+    (so its offset is never committed). ``on_failure`` hears of every failed delivery (the
+    exactly-once step aborts the transaction). Outcomes of revoked partitions are dropped.
     """
 
     def __init__(
@@ -46,14 +71,22 @@ class ProduceStep(ProcessingStep[Outcome]):
         next_step: ProcessingStep[Delivered],
         metrics: Metrics,
         is_live: Callable[[Envelope], bool] = lambda _: True,
+        *,
+        max_attempts: int = 3,
+        on_failure: Callable[[str], None] = lambda _: None,
+        on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
     ) -> None:
         self.next_step = next_step
         self._producer = producer
         self._builder = builder
         self._metrics = metrics
         self._is_live = is_live
-        self._backlog: deque[tuple[Outcome, OutRecord]] = deque()
+        self._max_attempts = max(1, max_attempts)
+        self._on_failure = on_failure
+        self._on_undeliverable = on_undeliverable
+        self._backlog: deque[_Pending] = deque()
         self._awaiting = 0
+        self._rejected: OrderedDict[tuple[str, int, int], tuple[Stage, str]] = OrderedDict()
 
     @property
     def pending(self) -> int:
@@ -63,10 +96,12 @@ class ProduceStep(ProcessingStep[Outcome]):
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
             return
-        outcome, record = self._build(item)
-        self._backlog.append((outcome, record))
-        if isinstance(outcome, WorkItem):
-            latest = self._builder.latest(outcome, record)
+        pending = self._build(item)
+        if pending is None:
+            return
+        self._backlog.append(pending)
+        if pending.stage == "verdict" and isinstance(pending.item, WorkItem):
+            latest = self._builder.latest(pending.item, pending.record)
             if latest is not None:
                 self._produce_best_effort(latest)
         self._drain()
@@ -87,36 +122,65 @@ class ProduceStep(ProcessingStep[Outcome]):
     def close(self) -> None:
         self.next_step.close()
 
-    def _build(self, item: Outcome) -> tuple[Outcome, OutRecord]:
-        """The record of ``item``; a verdict that cannot be built becomes a dead letter."""
+    def _build(self, item: Outcome) -> _Pending | None:
+        """The record of ``item``; a verdict that cannot be built becomes a dead letter.
+
+        A source message whose output already failed for good (before an exactly-once rewind)
+        goes straight to the next stage.
+        """
+        env = item.envelope
+        known = self._rejected.get(_coords(env))
+        if known is not None:
+            stage, reason = known
+            return self._stage(item, stage, reason)
         if isinstance(item, WorkItem):
             try:
-                return item, self._builder.verdict(item)
+                return _Pending(item, self._builder.verdict(item), "verdict")
             except Exception as exc:
                 log.exception("verdict_build_failed", event_id=item.event_id)
-                item = Failure(item.envelope, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return item, self._builder.dead_letter(item)
+                item = Failure(env, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
+        return _Pending(item, self._builder.dead_letter(item), "dead_letter")
+
+    def _stage(self, item: Outcome, stage: Stage, reason: str) -> _Pending | None:
+        """The record of ``item`` at ``stage`` after a permanent failure (None: undeliverable)."""
+        env = item.envelope
+        if stage == "undeliverable":
+            self._metrics.undeliverable.inc()
+            self._on_undeliverable(env, reason)
+            return None
+        if isinstance(item, WorkItem):  # its verdict was refused for good
+            message = f"verdict not delivered: {reason}"
+            item = Failure(env, ErrorCode.OUTPUT_REJECTED, message, event=item.event)
+        minimal = stage == "minimal"
+        return _Pending(item, self._builder.dead_letter(item, minimal=minimal), stage)
 
     def _drain(self) -> None:
         while self._backlog:
-            item, record = self._backlog[0]
-            if not self._is_live(item.envelope):  # revoked or rewound meanwhile
+            pending = self._backlog[0]
+            if not self._is_live(pending.item.envelope):  # revoked or rewound meanwhile
                 self._backlog.popleft()
                 continue
+            record = pending.record
             try:
                 self._producer.produce(
                     record.topic,
                     value=record.value,
                     key=record.key,
                     headers=list(record.headers),
-                    on_delivery=partial(self._on_delivery, item, record),
+                    on_delivery=partial(self._on_delivery, pending),
                 )
             except BufferError:  # local queue full: serve callbacks, try again next poll
                 self._producer.poll(0)
                 return
-            except KafkaException as exc:  # transaction in error: the commit step aborts it
-                log.warning("produce_refused", error=str(exc))
-                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if _transaction_state(error):  # the commit step aborts and rewinds
+                    log.warning("produce_refused", error=str(error))
+                    self._on_failure(str(error))
+                    return
+                self._backlog.popleft()  # refused for good (e.g. too large): next stage
+                self._give_up(pending, error)
+                continue
             self._backlog.popleft()
             self._awaiting += 1
 
@@ -125,22 +189,54 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._producer.produce(
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
-        except BufferError:
-            log.warning("latest_verdict_skipped", topic=record.topic)
+        except (BufferError, KafkaException) as exc:
+            log.warning("latest_verdict_skipped", topic=record.topic, error=str(exc))
 
-    def _on_delivery(
-        self, item: Outcome, record: OutRecord, err: KafkaError | None, msg: Message
-    ) -> None:
+    def _give_up(self, pending: _Pending, error: KafkaError) -> None:
+        """``pending`` failed for good: remember it and queue its next stage (never block)."""
+        env = pending.item.envelope
+        reason = f"{pending.record.topic}: {error.str()}"
+        stage = _NEXT[pending.stage]
+        self._on_failure(reason)
+        log.error(
+            "delivery_failed_permanently",
+            topic=pending.record.topic,
+            error=error.str(),
+            code=error.name(),
+            attempts=pending.attempts,
+            next=stage,
+            source=f"{env.topic}[{env.partition}]@{env.offset}",
+        )
+        self._rejected[_coords(env)] = (stage, reason)
+        while len(self._rejected) > _MAX_REMEMBERED:
+            self._rejected.popitem(last=False)
+        following = self._stage(pending.item, stage, reason)
+        if following is not None:
+            self._backlog.append(following)
+
+    def _on_delivery(self, pending: _Pending, err: KafkaError | None, msg: Message) -> None:
         self._awaiting -= 1
+        item, record = pending.item, pending.record
         env = item.envelope
         if err is not None:
             self._metrics.produce_errors.inc()
-            log.error(
-                "delivery_failed", topic=record.topic, error=str(err), source_offset=env.offset
-            )
-            if self._is_live(env):
-                self._backlog.append((item, record))
+            if not self._is_live(env):
+                return
+            pending.attempts += 1
+            if err.retriable() and pending.attempts < self._max_attempts:
+                self._on_failure(err.str())
+                log.warning(
+                    "delivery_retry",
+                    topic=record.topic,
+                    error=err.str(),
+                    attempt=pending.attempts,
+                    source=f"{env.topic}[{env.partition}]@{env.offset}",
+                )
+                self._backlog.append(pending)
+            else:
+                self._give_up(pending, err)
             return
+        self._rejected.pop(_coords(env), None)
         now = time.time()
         if isinstance(item, WorkItem) and item.prediction is not None:
             label = "synthetic" if item.prediction.is_synthetic else "real"
@@ -164,3 +260,16 @@ class ProduceStep(ProcessingStep[Outcome]):
         if env.timestamp_ms is not None:
             self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
         self.next_step.submit(Delivered(env, now))
+
+
+def _coords(env: Envelope) -> tuple[str, int, int]:
+    return (env.topic, env.partition, env.offset)
+
+
+def _transaction_state(error: KafkaError) -> bool:
+    """The producer refuses because of its transaction state, not because of the record."""
+    return (
+        error.code() in (KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL)
+        or error.fatal()
+        or error.txn_requires_abort()
+    )

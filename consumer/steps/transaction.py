@@ -8,7 +8,10 @@ out-of-order completion, a transaction must never contain the output of a messag
 it does not also commit. On an abortable error the transaction is aborted and the loop
 *rewinds* (every partition seeks back to its committed offset, in-flight work is dropped by an
 epoch change); a fatal error (fenced by a newer instance with the same id) stops the service.
-Readers of the output topics use ``isolation.level=read_committed``.
+Any failed delivery (:meth:`on_failure`) and any lost assignment (:meth:`on_lost`) abort too:
+the open transaction may hold outputs whose offsets can no longer be committed with them. An
+abort that cannot reach the broker is retried each second; meanwhile the barrier stays up, so
+nothing enters the pipeline. Readers of the output topics use ``isolation.level=read_committed``.
 """
 
 from __future__ import annotations
@@ -48,26 +51,47 @@ class TransactionalCommitStep(CommitStep):
         self._timeout_s = timeout_s
         self._barrier = False
         self._dirty = False
+        self._abort_requested: str | None = None
+        self._aborting: str | None = None
+        self._aborted = False
+        self._abort_retry_at = 0.0
         self.rewind: Callable[[], None] = lambda: None
-        """Set by the service to :meth:`StreamProcessor.rewind`."""
+        """Set by the service to :meth:`StreamProcessor.rewind` (seek back to committed)."""
+        self.drop: Callable[[], None] = lambda: None
+        """Set by the service to :meth:`StreamProcessor.drop_in_flight`."""
         producer.init_transactions(timeout_s)
         producer.begin_transaction()
 
     @property
     def barrier(self) -> bool:
-        return self._barrier
+        return self._barrier or self._abort_requested is not None or self._aborting is not None
 
     def submit(self, item: Delivered) -> None:
         super().submit(item)
         self._dirty = True
 
+    def on_failure(self, reason: str) -> None:
+        """A delivery failed: the transaction cannot commit; abort it at the next poll."""
+        if self._abort_requested is None and self._aborting is None:
+            self._abort_requested = f"delivery failed: {reason}"
+
+    def on_lost(self) -> None:
+        """Partitions were lost: their outputs in the open transaction must not commit."""
+        self._abort("assignment lost")
+
     def poll(self) -> None:
+        reason = self._aborting or self._abort_requested
+        if reason is not None:
+            if time.monotonic() >= self._abort_retry_at:
+                self._abort(reason)
+            return
         elapsed = time.monotonic() - self._last_commit
         if self._dirty and not self._barrier and elapsed >= self._policy.min_interval_s:
             self._barrier = True
 
     def on_drained(self) -> None:
-        self._commit_transaction()
+        if self._abort_requested is None and self._aborting is None:
+            self._commit_transaction()
         self._barrier = False
 
     def join(self, timeout: float | None = None) -> None:
@@ -127,9 +151,28 @@ class TransactionalCommitStep(CommitStep):
                 log.warning("transaction_commit_retry", error=str(error))
 
     def _abort(self, reason: str) -> None:
+        """Drop in-flight work, abort, seek back, begin anew; retried from ``poll`` on errors."""
+        if self._aborting is None:
+            self._aborting, self._abort_requested, self._aborted = reason, None, False
+            self.drop()  # nothing of this transaction may be confirmed any more
+        try:
+            if not self._aborted:
+                self._producer.abort_transaction(min(self._timeout_s, 5.0))
+                self._aborted = True
+                self._metrics.commits.labels(result="aborted").inc()
+            self.rewind()
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            if error.fatal():
+                self._metrics.commits.labels(result="fatal").inc()
+                log.error("transaction_fatal", error=str(error))
+                raise
+            if self._abort_retry_at == 0.0:
+                log.warning("transaction_abort_retry", reason=reason, error=str(error))
+            self._abort_retry_at = time.monotonic() + 1.0
+            return
         log.warning("transaction_aborted", reason=reason)
-        self._metrics.commits.labels(result="aborted").inc()
-        self._producer.abort_transaction(self._timeout_s)
-        self.rewind()
+        self._aborting, self._abort_retry_at = None, 0.0
         self._dirty = False
+        self._last_commit = time.monotonic()
         self._producer.begin_transaction()

@@ -73,9 +73,8 @@ class FakeConsumer:
         return [TopicPartition(t, p) for t, p in self.assigned]
 
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+        # librdkafka keeps a partition's pause flag across unassign and assign (issue 10)
         self.assigned += [(p.topic, p.partition) for p in partitions]
-        # librdkafka: a newly assigned partition is never paused
-        self.paused -= {(p.topic, p.partition) for p in partitions}
 
     def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
@@ -171,8 +170,9 @@ def test_pauses_at_the_limit_keeps_polling_and_resumes_when_drained() -> None:
     assert [e.offset for e in sink.items] == [0, 1, 2, 3, 4, 5]
     assert bp.paused  # 3 > resume_at (2)
     commit.submit(Delivered(sink.items[3], 0.0))
+    resumes = consumer.resume_calls
     proc.run_once()
-    assert not bp.paused and consumer.resume_calls == 1 and not consumer.paused
+    assert not bp.paused and consumer.resume_calls == resumes + 1 and not consumer.paused
     consumer.queue = [FakeMessage("t", 0, 6)]
     proc.run_once()
     assert [e.offset for e in sink.items] == list(range(7))
@@ -205,3 +205,22 @@ def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
     assert consumer.assigned == [("t", 1)]
     commit.submit(Delivered(sink.items[1], 0.0))  # late receipt of a revoked partition
     assert proc._tracker.committable() == {}
+
+
+def test_pause_state_is_applied_after_a_lost_assignment_comes_back() -> None:
+    """Paused by backpressure, then the assignment is lost (broker gone): the loop forgets the
+    in-flight work and resumes (nothing assigned). librdkafka still has the partition paused;
+    the re-assignment must resume it explicitly, or the consumer stalls while looking healthy."""
+    proc, consumer, sink, _commit, bp = make(limit=2)
+    assign(consumer, ("t", 0))
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(5)]
+    proc.run_once()
+    assert bp.paused and consumer.paused == {("t", 0)}
+    consumer.callbacks["on_lost"](consumer, [TopicPartition("t", 0)])
+    proc.run_once()  # nothing in flight any more: backpressure clears
+    assert not bp.paused
+    assign(consumer, ("t", 0))
+    assert consumer.paused == set()
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(2, 4)]
+    proc.run_once()
+    assert [e.offset for e in sink.items][-2:] == [2, 3]

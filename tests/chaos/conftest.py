@@ -1,0 +1,73 @@
+"""Fixtures of the fault suite: its own restartable broker, a tiny model, the report table."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from chaos_support import REPORT
+
+from consumer.logs import configure_logging
+from detector import Detector
+from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.model import ModelConfig, build_model
+from devkafka.broker import KafkaBroker
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _logs() -> None:
+    configure_logging(os.environ.get("CHAOS_LOG_LEVEL", "warning"), "console")  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def chaos_broker() -> Iterator[KafkaBroker]:
+    """A broker of the fault suite alone: scenarios stop and restart it."""
+    data_dir = Path(tempfile.mkdtemp(prefix="synthscan-chaos-kafka-"))
+    broker = KafkaBroker(data_dir)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chaos_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init global-only mobilenet_v2 checkpoint: one forward pass per image, so CPU
+    time goes to Kafka, not inference."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none")
+    path = tmp_path_factory.mktemp("chaos-ckpt") / "cnn-aug-mnv2.safetensors"
+    save_checkpoint(
+        path,
+        build_model(config, backbone_weights=None),
+        CheckpointMetadata(config=config, name="chaos-cnn-aug", version="0.0.1"),
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
+def chaos_detector(chaos_checkpoint: Path) -> Detector:
+    det = Detector.from_checkpoint(chaos_checkpoint, device="cpu", precision="fp32")
+    det.warmup()
+    return det
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fault-suite table: per scenario and delivery mode."""
+    if not REPORT:
+        return
+    terminalreporter.write_sep("-", "fault suite (chaos)")
+    head = f"{'scenario':<18} {'mode':<14} {'events':>6} {'lost':>5} {'dup':>5} {'dead':>5}"
+    terminalreporter.write_line(head + f" {'recover_s':>9} {'total_s':>8}")
+    for r in REPORT:
+        terminalreporter.write_line(
+            f"{r.scenario:<18} {r.mode:<14} {r.events:>6} {r.lost:>5} {r.duplicated:>5} "
+            f"{r.dead_letters:>5} {r.recover_s:>9} {r.total_s:>8}"
+        )

@@ -1,0 +1,180 @@
+"""The fault suite: each scenario, in both delivery modes, against a real broker.
+
+Every run counts verdicts and dead letters per input message (topic, partition, offset) with a
+``read_committed`` reader and asserts that none is lost (and, exactly-once, none duplicated),
+and that output resumes by itself within ``RECOVERY_S`` of the end of the fault. The terminal
+summary prints the table (events, lost, duplicated, seconds to recover) per scenario and mode.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from chaos_support import InProcess, Ledger, Process, Stage, account, produce_events
+from raw_kafka import produce_raw
+
+from detector import Detector
+from devkafka.broker import KafkaBroker
+from schemas import ErrorCode
+
+pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
+
+MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
+OPEN_EOS = pytest.mark.skip(
+    reason="open (issue 10): after this fault the exactly-once producer's deliveries stall "
+    "in the new transaction; see docs/consumer.md#the-fault-suite"
+)
+MODES_OPEN_EOS = pytest.mark.parametrize(
+    "exactly_once", [False, pytest.param(True, marks=OPEN_EOS)], ids=["alo", "eos"]
+)
+N = 24
+"""Events per scenario run."""
+RECOVERY_S = 60.0
+"""Output must resume within this many seconds of the end of a fault (loaded 2-core CI)."""
+DONE_S = 120.0
+"""Every input must have its output within this many seconds after the fault."""
+
+
+@pytest.fixture
+def stage_factory(chaos_broker: KafkaBroker, chaos_checkpoint: Path) -> Callable[..., Stage]:
+    def make(exactly_once: bool, **kwargs: object) -> Stage:
+        return Stage(chaos_broker.bootstrap_servers, chaos_checkpoint, exactly_once, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def services(chaos_detector: Detector) -> Iterator[InProcess]:
+    running = InProcess(chaos_detector)
+    yield running
+    running.stop()
+
+
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i}" for i in range(n)]
+
+
+def _finish(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began: float) -> None:
+    assert ledger.wait(len(stage.expected()), DONE_S), f"{ledger.count()} outputs"
+    ledger.settle()
+    row = account(stage, ledger, scenario, fault_end, began)
+    ledger.close()
+    assert row.lost == 0, row
+    if stage.exactly_once:
+        assert row.duplicated == 0, row
+    assert row.recover_s <= RECOVERY_S, row
+
+
+@MODES_OPEN_EOS
+def test_sigkill_mid_batch_twice(
+    exactly_once: bool, stage_factory: Callable[..., Stage], tmp_path: Path
+) -> None:
+    began = time.monotonic()
+    stage = stage_factory(exactly_once)
+    produce_events(stage.bootstrap, stage.input, _ids("k", N), stage.partitions)
+    ledger = stage.ledger()
+    fault_end = began
+    procs = []
+    for kill in range(2):
+        proc = Process(stage, tmp_path / f"service-{kill}.log")
+        procs.append(proc)
+        target = min(N - 4, ledger.count() + 4)
+        assert ledger.wait(target, 120), proc.tail()
+        time.sleep(0.2)  # the next batch is on the model
+        proc.kill()
+        fault_end = time.monotonic()
+    last = Process(stage, tmp_path / "service-last.log")
+    try:
+        _finish(stage, ledger, "sigkill x2", fault_end, began)
+    finally:
+        assert last.terminate() == 0, last.tail()
+
+
+@MODES_OPEN_EOS
+def test_broker_stop_and_start(
+    exactly_once: bool,
+    stage_factory: Callable[..., Stage],
+    services: InProcess,
+    chaos_broker: KafkaBroker,
+) -> None:
+    began = time.monotonic()
+    stage = stage_factory(exactly_once)
+    produce_events(stage.bootstrap, stage.input, _ids("b", N), stage.partitions)
+    ledger = stage.ledger()
+    service = services.start(stage.settings())
+    assert ledger.wait(4, 60)
+    chaos_broker.stop()
+    time.sleep(10)  # longer than the session timeout: the assignment is lost
+    chaos_broker.start()
+    fault_end = time.monotonic()
+    _finish(stage, ledger, "broker stop/start", fault_end, began)
+    assert service.error is None
+
+
+@MODES
+def test_rebalance_from_two_to_three_consumers(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    began = time.monotonic()
+    stage = stage_factory(exactly_once, partitions=6)
+    ids = _ids("r", N)
+    produce_events(stage.bootstrap, stage.input, ids[: N // 2], stage.partitions)
+    ledger = stage.ledger()
+    services.start(stage.settings("a"))
+    services.start(stage.settings("b"))
+    assert ledger.wait(6, 60)
+    services.start(stage.settings("c"))
+    fault_end = time.monotonic()
+    produce_events(stage.bootstrap, stage.input, ids[N // 2 :], stage.partitions)
+    _finish(stage, ledger, "rebalance 2->3", fault_end, began)
+
+
+@MODES
+def test_undeliverable_output(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    """The producer refuses records over 7000 bytes: verdicts of events with large metadata
+    become ``output_rejected`` dead letters (sized to fit), and nothing behind them waits."""
+    began = time.monotonic()
+    stage = stage_factory(exactly_once, kafka={"producer_overrides": {"message.max.bytes": 7000}})
+    ids = _ids("u", N)
+    big = {eid: {"blob": secrets.token_hex(3500)} for eid in ids[N // 2 : N // 2 + 3]}
+    produce_events(stage.bootstrap, stage.input, ids[: N // 2], stage.partitions)
+    ledger = stage.ledger()
+    services.start(stage.settings())
+    assert ledger.wait(4, 60)
+    fault_end = time.monotonic()
+    produce_events(stage.bootstrap, stage.input, ids[N // 2 :], stage.partitions, big)
+    _finish(stage, ledger, "undeliverable output", fault_end, began)
+    codes = [n for v in ledger.outputs.values() for n, _ in v if n.startswith("dead_letter")]
+    assert codes == [f"dead_letter:{ErrorCode.OUTPUT_REJECTED}"] * 3
+
+
+@MODES
+def test_hostile_header(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    began = time.monotonic()
+    stage = stage_factory(exactly_once)
+    ids = _ids("h", N)
+    produce_events(stage.bootstrap, stage.input, ids[: N // 2], stage.partitions)
+    ledger = stage.ledger()
+    service = services.start(stage.settings())
+    assert ledger.wait(4, 60)
+    fault_end = time.monotonic()
+    produce_raw(stage.bootstrap, stage.input, b"{}", [(b"\xff\xfe", b"x")], partition=0)
+    produce_events(stage.bootstrap, stage.input, ids[N // 2 :], stage.partitions)
+    _finish(stage, ledger, "hostile header", fault_end, began)
+    codes = [n for v in ledger.outputs.values() for n, _ in v if n.startswith("dead_letter")]
+    assert codes == [f"dead_letter:{ErrorCode.SCHEMA_VIOLATION}"]
+    assert service.error is None
+
+
+@pytest.mark.skip(reason="pixel flood: byte-based admission control is built separately")
+@MODES
+def test_pixel_flood(exactly_once: bool) -> None:
+    """Slot for the pixel-flood scenario (many large solid-colour images)."""

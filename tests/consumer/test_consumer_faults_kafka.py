@@ -1,0 +1,157 @@
+"""Regression tests of issue 10 against the real broker: poison headers, undeliverable output,
+pause state across a broker restart, exactly-once transaction budget."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
+from consumer_support import (
+    TopicReader,
+    Topics,
+    encode,
+    http_get,
+    image_event,
+    produce,
+    wait_committed,
+)
+from kafka_support import committed, end_offsets, image_bytes, sha
+from raw_kafka import produce_raw
+
+from consumer import Service
+from detector import Detector
+from schemas import ErrorCode
+
+pytestmark = pytest.mark.kafka
+
+BAD_HEADER_NAME = b"\xff\xfe-not-utf8"
+
+
+def _events(ids: list[str]) -> list[tuple[bytes, bytes, list]]:
+    out = []
+    for i, eid in enumerate(ids):
+        img = image_bytes(100 + i)
+        value, headers = encode(image_event(eid, data=img, sha256=sha(img), size=len(img)))
+        out.append((eid.encode(), value, headers))
+    return out
+
+
+def produce_bad_header(bootstrap: str, topic: str, partition: int = 0) -> None:
+    """A valid-looking image event plus one header whose name is not UTF-8."""
+    img = image_bytes(7)
+    value, headers = encode(image_event("poison", data=img, sha256=sha(img), size=len(img)))
+    raw = [(k.encode(), v if isinstance(v, bytes) else str(v).encode()) for k, v in headers]
+    produce_raw(bootstrap, topic, value, [*raw, (BAD_HEADER_NAME, b"x")], partition=partition)
+
+
+def test_a_header_name_that_is_not_utf8_becomes_a_dead_letter_not_a_crash(
+    topics_factory: Callable[[int], Topics],
+    checkpoint: Path,
+    detector: Detector,
+    run_service: Callable[..., Service],
+) -> None:
+    topics = topics_factory(1)
+    produce(topics.bootstrap, topics.input, _events(["a-0", "a-1"]))
+    produce_bad_header(topics.bootstrap, topics.input)
+    produce(topics.bootstrap, topics.input, _events(["b-0", "b-1"]))
+
+    service = run_service(topics.settings(checkpoint), detector=detector)
+    verdicts = TopicReader(topics.bootstrap, topics.verdicts)
+    dlq = TopicReader(topics.bootstrap, topics.dlq)
+    verdicts.read_until(4, timeout=60)
+    dlq.read_until(1, timeout=30)
+    assert wait_committed(topics) == end_offsets(topics.bootstrap, topics.input, 1)
+    assert service.error is None
+    assert sorted(v.event_id for v in verdicts.verdicts()) == ["a-0", "a-1", "b-0", "b-1"]
+    [dead] = dlq.dead_letters()
+    assert dead.code == ErrorCode.SCHEMA_VIOLATION
+    assert "header" in dead.message and dead.source.offset == 2
+    assert dead.original.value_sha256 is not None  # the value is kept, the headers cannot be
+    verdicts.close()
+    dlq.close()
+
+
+def _counter(service: Service, name: str, **labels: str) -> float:
+    value = service.metrics.registry.get_sample_value(name, labels or None)
+    return 0.0 if value is None else value
+
+
+def test_an_oversized_dead_letter_is_truncated_to_fit_and_the_stream_goes_on(
+    topics_factory: Callable[[int], Topics],
+    checkpoint: Path,
+    detector: Detector,
+    run_service: Callable[..., Service],
+) -> None:
+    """A 900 KB poison message (300 KB value, 600 KB of headers): copied whole into a dead
+    letter (base64) it is 1.2 MB, over the producer's message.max.bytes."""
+    topics = topics_factory(1)
+    rng = random.Random(0)
+    value = b"{" + rng.randbytes(300_000)
+    headers = [(f"h{i}", rng.randbytes(300_000)) for i in range(2)]
+    produce(topics.bootstrap, topics.input, [(b"big", value, headers)])
+    produce(topics.bootstrap, topics.input, _events(["after-0", "after-1"]))
+
+    service = run_service(topics.settings(checkpoint), detector=detector)
+    verdicts = TopicReader(topics.bootstrap, topics.verdicts)
+    dlq = TopicReader(topics.bootstrap, topics.dlq)
+    verdicts.read_until(2, timeout=60)
+    dlq.read_until(1, timeout=30)
+    assert wait_committed(topics) == end_offsets(topics.bootstrap, topics.input, 1)
+    assert sorted(v.event_id for v in verdicts.verdicts()) == ["after-0", "after-1"]
+    [dead] = dlq.dead_letters()
+    assert dead.code == ErrorCode.INVALID_JSON
+    original = dead.original
+    assert original.value_sha256 == sha(value) and original.value_size_bytes == len(value)
+    assert original.value_truncated or original.headers_omitted
+    assert original.value is None or value.startswith(original.value)
+    assert service.health.ready()
+    verdicts.close()
+    dlq.close()
+
+
+def test_an_undeliverable_dead_letter_holds_its_partition_only_and_turns_readiness_red(
+    topics_factory: Callable[[int], Topics],
+    checkpoint: Path,
+    detector: Detector,
+    run_service: Callable[..., Service],
+) -> None:
+    """The dead-letter topic refuses every record (max.message.bytes=200): the poison message
+    cannot be dead-lettered at all. Its partition stops at it (never committed past it), the
+    other partition goes on, readiness fails, the metric counts it, and nothing spins."""
+    topics = topics_factory(2)
+    admin = AdminClient({"bootstrap.servers": topics.bootstrap})
+    tiny = topics.dlq + "-tiny"
+    new = NewTopic(
+        tiny, num_partitions=1, replication_factor=1, config={"max.message.bytes": "200"}
+    )
+    admin.create_topics([new])[tiny].result(timeout=30)
+    produce(topics.bootstrap, topics.input, _events(["p0-0"]), partition_of=0)
+    produce(topics.bootstrap, topics.input, [(b"bad", b"{oops", [])], partition_of=0)
+    produce(topics.bootstrap, topics.input, _events(["p0-2"]), partition_of=0)
+    produce(topics.bootstrap, topics.input, _events(["p1-0", "p1-1", "p1-2"]), partition_of=1)
+
+    settings = topics.settings(checkpoint, kafka={"dead_letter_topic": tiny})
+    service = run_service(settings, detector=detector)
+    verdicts = TopicReader(topics.bootstrap, topics.verdicts)
+    verdicts.read_until(4, timeout=60)
+    deadline = time.monotonic() + 30
+    while service.health.stuck_partitions == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    got = {v.event_id for v in verdicts.verdicts()}
+    assert {"p0-0", "p1-0", "p1-1", "p1-2"} <= got
+    assert service.health.stuck_partitions == 1
+    status, body = http_get(service.http_port, "/readyz")
+    assert status == 503 and '"stuck_partitions": 1' in body
+    assert http_get(service.http_port, "/healthz")[0] == 200
+    assert _counter(service, "synthscan_undeliverable_records_total") == 1
+    errors = _counter(service, "synthscan_produce_errors_total")
+    time.sleep(3)
+    assert _counter(service, "synthscan_produce_errors_total") == errors <= 3  # no spin
+    offsets = committed(topics.bootstrap, topics.group, topics.input, 2)
+    assert offsets[0] == 1  # never past the undeliverable record
+    assert offsets[1] == end_offsets(topics.bootstrap, topics.input, 2)[1]
+    verdicts.close()
