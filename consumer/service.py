@@ -23,7 +23,7 @@ import structlog
 import torch
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from consumer.backpressure import Backpressure
+from consumer.backpressure import Backpressure, PixelBudget
 from consumer.clients import consumer_config, instance_id, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.errors import ConfigurationError
@@ -66,6 +66,7 @@ class Service:
         self.detector = detector
         self._stop = threading.Event()
         self._http: HealthServer | None = None
+        self.pixels: PixelBudget | None = None  # decoded-pixel budget, once the pipeline runs
         self.error: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -189,14 +190,22 @@ class Service:
         else:
             commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
-        batch, head = self._build_steps(detector, producer, commit, tracker)
+        batching = self.settings.batching
+        backpressure = Backpressure.from_limit(
+            batching.max_in_flight_messages, batching.max_in_flight_pixel_bytes
+        )
+        self.pixels = backpressure.pixels
+        if self.pixels is not None:
+            pixels = self.pixels
+            self.metrics.pixel_bytes.set_function(lambda: pixels.held)
+        batch, head = self._build_steps(detector, producer, commit, tracker, backpressure)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
             head,
             commit,
             tracker,
-            Backpressure.from_limit(self.settings.batching.max_in_flight_messages),
+            backpressure,
             self.metrics,
             self.health,
             consume_batch=kafka.consume_batch,
@@ -221,6 +230,7 @@ class Service:
         producer: Producer,
         commit: CommitStep,
         tracker: CommitTracker,
+        backpressure: Backpressure,
     ) -> tuple[BatchStep, ParseStep]:
         kafka, batching = self.settings.kafka, self.settings.batching
 
@@ -249,6 +259,7 @@ class Service:
             workers=batching.fetch_workers,
             resolve_ref=_ref_resolver(fetcher),
             is_live=is_live,
+            pixels=backpressure.pixels,
         )
         return batch, ParseStep(fetch, produce)
 

@@ -111,6 +111,7 @@ class BatchingSettings(_Section):
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=20.0, ge=0.0)
     max_in_flight_messages: int = Field(default=256, ge=1)
+    max_in_flight_pixel_bytes: int = Field(default=1024**3, ge=1024**2)
     fetch_workers: int = Field(default=8, ge=1, le=256)
 
 
