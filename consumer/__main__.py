@@ -23,12 +23,12 @@ def _run(args: argparse.Namespace) -> int:
     from consumer.errors import ConfigurationError
     from consumer.logs import configure_logging
     from consumer.service import Service
-    from consumer.settings import ServiceSettings
+    from consumer.settings import ServiceSettings, describe_error
 
     try:
         settings = ServiceSettings.load(args.set)
     except (ValidationError, ValueError) as exc:
-        print(f"invalid settings: {exc}", file=sys.stderr)
+        print(f"invalid settings: {describe_error(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level, settings.logging.format)
     try:

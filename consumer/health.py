@@ -1,9 +1,14 @@
-"""Liveness, readiness and metrics over a small threaded HTTP server.
+"""Liveness, readiness and metrics over a small HTTP server with bounded resources.
 
 - ``/healthz``: 200 iff the poll loop's heartbeat is fresh (never a broker check).
 - ``/readyz``: 200 iff the model is loaded and warm, partitions are assigned and none is stuck
   behind an undeliverable record (its output and its dead letter were both refused for good).
 - ``/metrics``: Prometheus text format.
+
+Requests are served by a fixed pool of threads; a request must arrive within
+``request_timeout_s``; connections beyond ``workers + backlog`` waiting ones are closed at once.
+Idle or half-sent connections therefore hold at most ``workers`` threads, and only for the
+timeout.
 """
 
 from __future__ import annotations
@@ -11,8 +16,10 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
@@ -62,14 +69,21 @@ class HealthState:
 
 
 class HealthServer:
-    """Serves the endpoints from a daemon thread."""
+    """Serves the endpoints from a daemon thread and a fixed pool of request threads."""
 
     def __init__(
-        self, state: HealthState, registry: CollectorRegistry, host: str, port: int
+        self,
+        state: HealthState,
+        registry: CollectorRegistry,
+        host: str,
+        port: int,
+        *,
+        workers: int = 4,
+        backlog: int = 32,
+        request_timeout_s: float = 5.0,
     ) -> None:
-        handler = _make_handler(state, registry)
-        self._server = ThreadingHTTPServer((host, port), handler)
-        self._server.daemon_threads = True
+        handler = _make_handler(state, registry, request_timeout_s)
+        self._server = _PooledHTTPServer((host, port), handler, workers, backlog)
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="health-http", daemon=True
         )
@@ -86,8 +100,55 @@ class HealthServer:
         self._server.server_close()
 
 
-def _make_handler(state: HealthState, registry: CollectorRegistry) -> type[BaseHTTPRequestHandler]:
+class _PooledHTTPServer(HTTPServer):
+    """An HTTPServer whose requests run on a bounded pool, with bounded waiting connections."""
+
+    request_queue_size = 128  # listen backlog: accepted quickly, then served or refused
+
+    def __init__(
+        self,
+        address: tuple[str, int],
+        handler: type[BaseHTTPRequestHandler],
+        workers: int,
+        backlog: int,
+    ) -> None:
+        super().__init__(address, handler)
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="health-req")
+        self._slots = threading.BoundedSemaphore(workers + backlog)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):  # too many connections: refuse at once
+            self.shutdown_request(request)
+            return
+        try:
+            self._pool.submit(self._serve, request, client_address)
+        except RuntimeError:  # pool shut down
+            self._slots.release()
+            self.shutdown_request(request)
+
+    def _serve(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that disconnects or stalls is not an error worth a traceback."""
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _make_handler(
+    state: HealthState, registry: CollectorRegistry, request_timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        timeout = request_timeout_s  # socket timeout: a stalled client is dropped
+
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             if path == "/metrics":

@@ -69,6 +69,11 @@ class Metrics:
         self.in_flight = Gauge(
             "synthscan_in_flight_messages", "Messages accepted and not yet confirmed.", registry=r
         )
+        self.pixel_bytes = Gauge(
+            "synthscan_pixel_bytes_in_flight",
+            "Bytes of decoded pixels reserved in the pipeline (the pixel budget in use).",
+            registry=r,
+        )
         self.paused = Gauge(
             "synthscan_paused", "1 while the partitions are paused by backpressure.", registry=r
         )

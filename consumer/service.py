@@ -24,7 +24,7 @@ import structlog
 import torch
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from consumer.backpressure import Backpressure
+from consumer.backpressure import Backpressure, PixelBudget
 from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.enrich import ProvenanceEnricher
@@ -69,6 +69,7 @@ class Service:
         self.detector = detector
         self._stop = threading.Event()
         self._http: HealthServer | None = None
+        self.pixels: PixelBudget | None = None  # decoded-pixel budget, once the pipeline runs
         self.error: BaseException | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -197,15 +198,24 @@ class Service:
         def on_undeliverable(env: Envelope, reason: str) -> None:
             processors[0].on_undeliverable(env, reason)
 
-        batch, head = self._build_steps(detector, producer, commit, tracker, on_undeliverable)
-        limit = in_flight_limit(self.settings)
+        batching = self.settings.batching
+        backpressure = Backpressure.from_limit(
+            in_flight_limit(self.settings), batching.max_in_flight_pixel_bytes
+        )
+        self.pixels = backpressure.pixels
+        if self.pixels is not None:
+            pixels = self.pixels
+            self.metrics.pixel_bytes.set_function(lambda: pixels.held)
+        batch, head = self._build_steps(
+            detector, producer, commit, tracker, on_undeliverable, backpressure
+        )
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
             head,
             commit,
             tracker,
-            Backpressure.from_limit(limit),
+            backpressure,
             self.metrics,
             self.health,
             consume_batch=kafka.consume_batch,
@@ -233,6 +243,7 @@ class Service:
         commit: CommitStep,
         tracker: CommitTracker,
         on_undeliverable: Callable[[Envelope, str], None],
+        backpressure: Backpressure,
     ) -> tuple[BatchStep, ParseStep]:
         kafka, batching = self.settings.kafka, self.settings.batching
 
@@ -276,6 +287,7 @@ class Service:
             resolve_ref=_ref_resolver(fetcher),
             is_live=is_live,
             enrich=enrich,
+            pixels=backpressure.pixels,
         )
         return batch, ParseStep(fetch, produce)
 

@@ -11,8 +11,17 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from consumer.fetch import FetchSettings
@@ -30,6 +39,8 @@ __all__ = [
     "ProvenanceSettings",
     "ServiceSettings",
     "ShutdownSettings",
+    "describe_error",
+    "mask_url",
     "parse_overrides",
 ]
 
@@ -117,6 +128,7 @@ class BatchingSettings(_Section):
     max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=20.0, ge=0.0)
     max_in_flight_messages: int = Field(default=256, ge=1)
+    max_in_flight_pixel_bytes: int = Field(default=1024**3, ge=1024**2)
     fetch_workers: int = Field(default=8, ge=1, le=256)
 
 
@@ -254,8 +266,37 @@ def _mask(value: Any, key: str = "") -> Any:
         return [_mask(v, key) for v in value]
     lowered = key.lower()
     if value is not None and any(part in lowered for part in _SECRET_KEY_PARTS):
-        return "**********"
-    return value
+        return _MASK
+    return mask_url(value) if isinstance(value, str) else value
+
+
+_MASK = "**********"
+
+
+def mask_url(text: str) -> str:
+    """``https://user:pw@host/x`` -> ``https://**********@host/x``; other text unchanged."""
+    if "@" not in text or "://" not in text:
+        return text
+    try:
+        parts = urlsplit(text)
+    except ValueError:
+        return _MASK  # unparseable but URL-like and holding an '@': hide it all
+    if "@" not in parts.netloc:
+        return text
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{_MASK}@{host}"))
+
+
+def describe_error(exc: Exception) -> str:
+    """A settings error as text that never repeats the offending values (they may be secrets,
+    e.g. a misspelt ``SYNTHSCAN_KAFKA__SASL_PASWORD``): locations and messages only."""
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = [f"{exc.error_count()} invalid setting(s)"]
+    for error in exc.errors(include_url=False, include_input=False, include_context=False):
+        where = ".".join(str(part) for part in error["loc"]) or "settings"
+        lines.append(f"  {where}: {error['msg']}")
+    return "\n".join(lines)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ Public API (everything else is importable from its module but may change)::
     predictions = det.predict([decode_image(data) for data in uploads])
 """
 
-from detector.decode import DecodedImage, ImageLimits, decode_image
+from detector.decode import DECODE_BYTES_PER_PIXEL, DecodedImage, ImageLimits, decode_image
 from detector.engine import Detector, ModelInfo, PatchEvidence, Prediction
 from detector.errors import (
     CheckpointError,
@@ -19,6 +19,7 @@ from detector.errors import (
 )
 
 __all__ = [
+    "DECODE_BYTES_PER_PIXEL",
     "CheckpointError",
     "DecodedImage",
     "Detector",

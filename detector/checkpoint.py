@@ -166,33 +166,55 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _check_not_pickle(path: Path, head: bytes) -> None:
-    if head[:2] == b"PK" or head[:1] == b"\x80" or path.suffix in (".pth", ".pt", ".pkl", ".bin"):
-        raise CheckpointError(
-            f"{path} is a pickle/torch.save file; it is never loaded here. Convert a trusted "
-            "file with `python -m detector convert`."
-        )
+PICKLE_SUFFIXES = (".pth", ".pt", ".pkl", ".bin")
+
+
+def _pickle_error(path: Path) -> CheckpointError:
+    return CheckpointError(
+        f"{path} is a pickle/torch.save file; it is never loaded here. Convert a trusted "
+        "file with `python -m detector convert`."
+    )
+
+
+def _read_header(path: Path) -> dict[str, Any]:
+    """The safetensors JSON header of ``path``; a pickle or zip is refused, never parsed.
+
+    A file is safetensors when its 8-byte little-endian header length fits the file and the
+    header parses as a JSON object. Only otherwise are the pickle (``0x80``) and zip (``PK``)
+    magics checked: the first header-length byte is arbitrary (it may be ``0x80`` or spell
+    ``PK``), so the magic alone would refuse valid checkpoints.
+    """
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        size = handle.seek(0, 2)
+        header: Any = None
+        if len(head) == 8:
+            (length,) = struct.unpack("<Q", head)
+            if 2 <= length <= min(MAX_HEADER_BYTES, size - 8):
+                handle.seek(8)
+                raw = handle.read(length)
+                if raw[:1] == b"{":
+                    try:
+                        header = json.loads(raw)
+                    except (json.JSONDecodeError, UnicodeDecodeError):
+                        header = None
+    if isinstance(header, dict):
+        return header
+    if head[:2] == b"PK" or head[:1] == b"\x80" or path.suffix in PICKLE_SUFFIXES:
+        raise _pickle_error(path)
+    raise CheckpointError(f"{path} is not a safetensors file (no valid header)")
 
 
 def read_metadata(path: str | Path) -> dict[str, Any]:
     """Read the raw JSON metadata from a safetensors header without loading tensors."""
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(8)
-            _check_not_pickle(path, head)
-            if len(head) < 8:
-                raise CheckpointError(f"{path} is not a safetensors file (too short)")
-            (length,) = struct.unpack("<Q", head)
-            if length > MAX_HEADER_BYTES:
-                raise CheckpointError(f"{path} is not a safetensors file (header length)")
-            header = json.loads(handle.read(length))
+        header = _read_header(path)
     except OSError as exc:
         raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path} is not a safetensors file: {exc}") from exc
-    raw = (header.get("__metadata__") or {}).get(METADATA_KEY)
-    if raw is None:
+    meta = header.get("__metadata__")
+    raw = meta.get(METADATA_KEY) if isinstance(meta, dict) else None
+    if not isinstance(raw, str):
         raise CheckpointError(f"{path} has no {METADATA_KEY!r} metadata")
     try:
         data = json.loads(raw)

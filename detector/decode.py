@@ -3,13 +3,19 @@
 Thread-safe and CPU-only: it reads no global PIL setting it would have to change
 (``Image.MAX_IMAGE_PIXELS`` is left alone; our own :class:`ImageLimits` are checked from the
 header before any pixel is decoded) and touches no torch state.
+
+Memory: besides PIL's own decoded image (up to 4 bytes a pixel), decoding allocates the
+``[3, H, W]`` result once and fills it plane by plane; the peak is about
+:data:`DECODE_BYTES_PER_PIXEL` bytes a pixel (``before_decode`` lets a caller reserve that much
+from the header size, before any pixel is decoded).
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -18,13 +24,26 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from detector.errors import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 
-__all__ = ["DEFAULT_FORMATS", "DecodedImage", "ImageInput", "ImageLimits", "decode_image"]
+__all__ = [
+    "DECODE_BYTES_PER_PIXEL",
+    "DEFAULT_FORMATS",
+    "DecodedImage",
+    "ImageInput",
+    "ImageLimits",
+    "decode_image",
+]
 
 DEFAULT_FORMATS: frozenset[str] = frozenset(
     {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF", "HEIF"}
 )
 
 ImageInput = bytes | Path | Image.Image
+
+# Peak bytes a pixel while decoding (measured: 9 for RGB/RGBA PNG and JPEG, 10 for palette and
+# 16-bit PNG, 13 for CMYK JPEG): PIL's 4-byte buffer, a converted copy for CMYK/palette modes,
+# the uint8 [3, H, W] result (3) and one plane in transit (2).
+DECODE_BYTES_PER_PIXEL = 13
+_RGB_BANDS = ("RGB", "RGBA", "RGBX")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,9 +76,27 @@ class DecodedImage:
     mode: str
     sha256: str
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by ``pixels``."""
+        return int(self.pixels.numel() * self.pixels.element_size())
 
-def decode_image(data: ImageInput, limits: ImageLimits = ImageLimits()) -> DecodedImage:
+    def without_pixels(self) -> DecodedImage:
+        """The same description with the pixels released (once the model has seen them)."""
+        return replace(self, pixels=torch.empty((3, 0, 0), dtype=torch.uint8))
+
+
+def decode_image(
+    data: ImageInput,
+    limits: ImageLimits = ImageLimits(),
+    *,
+    before_decode: Callable[[int, int], None] | None = None,
+) -> DecodedImage:
     """Decode ``data`` to RGB.
+
+    Args:
+        before_decode: called with ``(width, height)`` once the header passed the limits and
+            before any pixel is decoded (admission control: it may block, or raise to refuse).
 
     Raises:
         ImageDecodeError: corrupt, truncated or not an image.
@@ -68,7 +105,9 @@ def decode_image(data: ImageInput, limits: ImageLimits = ImageLimits()) -> Decod
         UnsupportedImageError: a format outside ``limits.formats`` or a side below ``min_side``.
     """
     if isinstance(data, Image.Image):
-        return _decode_pil(data, limits, fmt=data.format or "", sha256="", check_format=False)
+        return _decode_pil(
+            data, limits, fmt=data.format or "", sha256="", owned=False, hook=before_decode
+        )
     if isinstance(data, Path):
         data = _read_file(data, limits)
     if not isinstance(data, bytes | bytearray | memoryview):
@@ -88,7 +127,9 @@ def decode_image(data: ImageInput, limits: ImageLimits = ImageLimits()) -> Decod
     except Exception as exc:  # a hostile file must give a typed error, whatever PIL raises
         raise ImageDecodeError(f"not a decodable image ({type(exc).__name__}: {exc})") from exc
     with image:
-        return _decode_pil(image, limits, fmt=image.format or "", sha256=digest, check_format=True)
+        return _decode_pil(
+            image, limits, fmt=image.format or "", sha256=digest, owned=True, hook=before_decode
+        )
 
 
 def _read_file(path: Path, limits: ImageLimits) -> bytes:
@@ -115,23 +156,35 @@ def _check_size(width: int, height: int, limits: ImageLimits) -> None:
 
 
 def _decode_pil(
-    image: Image.Image, limits: ImageLimits, *, fmt: str, sha256: str, check_format: bool
+    image: Image.Image,
+    limits: ImageLimits,
+    *,
+    fmt: str,
+    sha256: str,
+    owned: bool,
+    hook: Callable[[int, int], None] | None,
 ) -> DecodedImage:
-    if check_format and fmt not in limits.formats:
+    """Decode an opened image; ``owned``: it was opened here (its format is checked and it
+    may be transposed in place), else it is the caller's and stays untouched."""
+    if owned and fmt not in limits.formats:
         raise UnsupportedImageError(f"format {fmt or 'unknown'} is not allowed")
     _check_size(image.width, image.height, limits)
+    if hook is not None:
+        hook(image.width, image.height)
     mode = image.mode
     try:
         if getattr(image, "n_frames", 1) > 1:
             image.seek(0)
         image.load()
-        rgb = _to_rgb(ImageOps.exif_transpose(image))
+        if owned:
+            ImageOps.exif_transpose(image, in_place=True)
+        else:
+            image = ImageOps.exif_transpose(image)
+        pixels = _to_planes(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"decompression bomb: {exc}") from exc
     except Exception as exc:  # truncated data, broken EXIF, codec errors: all per-image failures
         raise ImageDecodeError(f"cannot decode {fmt or 'image'}: {exc}") from exc
-    array = np.asarray(rgb, dtype=np.uint8)
-    pixels = torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
     return DecodedImage(
         pixels=pixels,
         width=int(pixels.shape[2]),
@@ -142,16 +195,54 @@ def _decode_pil(
     )
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """Any PIL mode -> 8-bit RGB. Alpha is dropped (the generator's colour values are kept)."""
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        values = np.asarray(image).astype(np.float64)
-        if image.mode.startswith("I;16") or (image.mode == "I" and values.max(initial=0) > 255):
-            values = values / 257.0
-        gray = np.clip(np.rint(values), 0, 255).astype(np.uint8)
-        return Image.fromarray(gray).convert("RGB")
+def _to_planes(image: Image.Image) -> torch.Tensor:
+    """A loaded image -> ``uint8 [3, H, W]``, written plane by plane into one allocation.
+
+    RGB/RGBA/RGBX bands are read straight from PIL's buffer (alpha is dropped); grayscale is
+    copied into all three planes; other modes are converted to RGB first (one more copy).
+    """
+    width, height = image.size
+    planes = np.empty((3, height, width), dtype=np.uint8)
+    if image.mode in ("L", "1") or image.mode in _WIDE_GRAY:
+        gray = _gray(image)
+        for plane in planes:
+            plane[...] = gray
+        del gray
+    else:
+        rgb = image if image.mode in _RGB_BANDS else _convert_rgb(image)
+        for index, band in enumerate("RGB"):
+            plane = np.frombuffer(rgb.tobytes("raw", band), dtype=np.uint8)
+            planes[index] = plane.reshape(height, width)
+            del plane
+        if rgb is not image:
+            rgb.close()
+    return torch.from_numpy(planes)
+
+
+_WIDE_GRAY = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _gray(image: Image.Image) -> np.ndarray:
+    """``L``/``1`` as they are; 16-bit and 32-bit grayscale scaled to 8 bits."""
+    if image.mode in ("L", "1"):
+        return np.asarray(image.convert("L") if image.mode == "1" else image, dtype=np.uint8)
+    values = np.asarray(image)
+    if image.mode.startswith("I;16"):  # round(v / 257) in integers: no float64 copy
+        wide = values.astype(np.uint32)
+        wide += 128
+        wide //= 257
+        return wide.astype(np.uint8)
+    scaled = values.astype(np.float64)
+    if image.mode == "I" and scaled.max(initial=0) > 255:
+        np.divide(scaled, 257.0, out=scaled)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
+
+
+def _convert_rgb(image: Image.Image) -> Image.Image:
+    """Palette, CMYK, YCbCr, LA ... -> 8-bit RGB (palette transparency via RGBA, as PIL does)."""
     if image.mode in ("P", "PA"):
-        image = image.convert("RGBA")
+        rgba = image.convert("RGBA")
+        return rgba  # its R, G, B bands are read directly
     return image.convert("RGB")

@@ -239,12 +239,15 @@ def _image_extensions(ext: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str,
     for name, value in ext.items():
         target = IMAGE_EXTENSIONS.get(name)
         if target is None:
-            others[name] = value if isinstance(value, str) else json.dumps(value)
+            try:
+                others[name] = value if isinstance(value, str) else json.dumps(value)
+            except (RecursionError, ValueError) as exc:  # nested too deep to re-encode
+                raise EventError(ErrorCode.INVALID_JSON, f"extension {name}: {exc}") from None
             continue
         if target == "metadata" and isinstance(value, str):
             try:
                 value = json.loads(value)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:  # RecursionError: too deep
                 raise EventError(ErrorCode.INVALID_JSON, f"metadata extension: {exc}") from None
         fields[target] = value
     return fields, others

@@ -108,6 +108,8 @@ class DetectStep(ProcessingStep[list[WorkItem]]):
                 )
             else:
                 item.prediction = result
+                if item.image is not None:  # free the pixels (and their pixel budget) now
+                    item.image = item.image.without_pixels()
                 self.next_step.submit(item)
         self._start_next()
 

@@ -1,4 +1,10 @@
-"""Fetch/decode step: claim-check download (inline images skip it) and decoding, in a pool."""
+"""Fetch/decode step: claim-check download (inline images skip it) and decoding, in a pool.
+
+With a :class:`~consumer.backpressure.PixelBudget`, a worker reserves the decode working set
+(``DECODE_BYTES_PER_PIXEL`` a pixel, from the image header) before decoding, waiting while the
+budget is full; once decoded it keeps only the size of the pixel tensor, released when that
+tensor is freed (the detect step drops it after inference).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +13,12 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
+from consumer.backpressure import PixelBudget, Reservation
 from consumer.items import Envelope, Failure, Outcome, WorkItem
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep, remaining
 from detector import (
+    DECODE_BYTES_PER_PIXEL,
     ImageDecodeError,
     ImageError,
     ImageLimits,
@@ -54,6 +62,7 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         resolve_ref: Callable[[str], str] | None = None,
         is_live: Callable[[Envelope], bool] = lambda _: True,
         enrich: Callable[[WorkItem, bytes], None] | None = None,
+        pixels: PixelBudget | None = None,
     ) -> None:
         self.next_step = next_step
         self._enrich = enrich
@@ -63,6 +72,7 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         self._metrics = metrics
         self._resolve_ref = resolve_ref
         self._is_live = is_live
+        self._pixels = pixels
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fetch")
         self._pending: list[Future[Outcome | None]] = []
 
@@ -81,6 +91,8 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         self.next_step.join(remaining(deadline))
 
     def close(self) -> None:
+        if self._pixels is not None:
+            self._pixels.close()  # wake workers waiting for pixel room
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.next_step.close()
 
@@ -103,17 +115,27 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         if not self._is_live(item.envelope):
             return None
         started = time.time()
+        held: list[Reservation] = []
         try:
             data = item.event.inline_bytes
             if data is None:
                 data = self._fetch(item)
             began = time.perf_counter()
-            item.image = decode_image(data, self._limits)
-            item.timings.decode_ms = (time.perf_counter() - began) * 1000.0
             item.image_size = len(data)
+            item.image = decode_image(
+                data, self._limits, before_decode=lambda w, h: self._admit(item, w, h, held)
+            )
+            item.timings.decode_ms = (time.perf_counter() - began) * 1000.0
             if self._enrich is not None:  # provenance + PDQ (never raises)
                 self._enrich(item, data)
+            del data  # the encoded bytes are not needed any more
+            if held:
+                held[0].shrink(item.image.nbytes)
+                held[0].release_with(item.image.pixels)
+                held.clear()
             return item
+        except _Dropped:
+            return None
         except ImageError as exc:
             code = next(
                 (c for cls, c in _DECODE_CODES if isinstance(exc, cls)),
@@ -132,6 +154,21 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
                 attempts=int(getattr(exc, "attempts", 1) or 1),
                 first_failure_at=started,
             )
+        finally:
+            for reservation in held:  # decoding failed: give the working set back
+                reservation.release()
+
+    def _admit(self, item: WorkItem, width: int, height: int, held: list[Reservation]) -> None:
+        """Reserve the decode working set; waits while the pixel budget is full."""
+        if self._pixels is None:
+            return
+        reservation = self._pixels.reserve(
+            width * height * DECODE_BYTES_PER_PIXEL,
+            keep_waiting=lambda: self._is_live(item.envelope),
+        )
+        if reservation is None:  # revoked while waiting, or shutting down
+            raise _Dropped()
+        held.append(reservation)
 
     def _fetch(self, item: WorkItem) -> bytes:
         url = item.event.url
@@ -148,6 +185,10 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
             seconds = time.perf_counter() - began
             item.timings.fetch_ms = seconds * 1000.0
             self._metrics.fetch_latency.observe(seconds)
+
+
+class _Dropped(Exception):
+    """The item was revoked (or the step closed) while waiting for pixel room."""
 
 
 class _NoRefBase(Exception):

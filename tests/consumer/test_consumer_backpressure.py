@@ -224,3 +224,47 @@ def test_pause_state_is_applied_after_a_lost_assignment_comes_back() -> None:
     consumer.queue = [FakeMessage("t", 0, i) for i in range(2, 4)]
     proc.run_once()
     assert [e.offset for e in sink.items][-2:] == [2, 3]
+
+
+def test_pixel_budget_waits_frees_with_the_tensor_and_admits_one_huge_image() -> None:
+    import gc
+    import threading
+
+    import torch
+
+    from consumer.backpressure import PixelBudget
+
+    budget = PixelBudget(100)
+    first = budget.reserve(60)
+    assert first is not None and budget.held == 60
+    got: list[object] = []
+    waiter = threading.Thread(target=lambda: got.append(budget.reserve(50)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and budget.held == 60  # 60 + 50 > 100: it waits
+    tensor = torch.zeros(3)
+    first.shrink(30)  # decoded: keep only the tensor's size
+    first.release_with(tensor)
+    waiter.join(5)
+    assert not waiter.is_alive() and budget.held == 80 and budget.peak == 80
+    del tensor
+    gc.collect()
+    assert budget.held == 50  # freed with the tensor
+    assert budget.reserve(1000, keep_waiting=lambda: False, poll_s=0.01) is None  # revoked
+    second = got[0]
+    assert second is not None and hasattr(second, "release")
+    second.release()  # type: ignore[attr-defined]
+    second.release()  # type: ignore[attr-defined]  # idempotent
+    huge = budget.reserve(1000)  # larger than the budget, nothing else held: granted alone
+    assert huge is not None and budget.full
+    bp = Backpressure(max_in_flight=10, resume_at=5, pixels=budget)
+    assert not bp.admits(0)  # pixel budget full: pause even with no message in flight
+    assert bp.on_rejected() and not bp.on_progress(0, carrying=False)
+    huge.release()
+    assert bp.admits(0) and bp.on_progress(0, carrying=False)
+    late = threading.Thread(target=lambda: got.append(budget.reserve(10)))
+    blocker = budget.reserve(100)
+    late.start()
+    budget.close()  # shutdown wakes the waiter with None
+    late.join(5)
+    assert got[-1] is None and blocker is not None

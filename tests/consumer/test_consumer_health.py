@@ -65,3 +65,37 @@ def test_statistics_become_lag_gauges(served: tuple[HealthState, Metrics, int]) 
     assert "synthscan_consumer_lag_total 12.0" in body
     assert 'partition="2"' not in body
     assert 'synthscan_model_info{name="glff",threshold="0.5"} 1.0' in body
+
+
+def test_idle_half_sent_requests_hold_a_bounded_number_of_threads() -> None:
+    import socket
+    import threading
+
+    state, metrics = HealthState(), Metrics()
+    state.beat()
+    server = HealthServer(
+        state, metrics.registry, "127.0.0.1", 0, workers=4, backlog=8, request_timeout_s=0.5
+    )
+    server.start()
+    before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(300):  # slowloris: a request line, never the end of the headers
+            sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+            idle.append(sock)
+        time.sleep(0.3)
+        assert threading.active_count() <= before + 4  # was one thread per connection
+        deadline = time.monotonic() + 30
+        status = 0
+        while status != 200 and time.monotonic() < deadline:  # stalled ones time out
+            try:
+                status = http_get(server.port, "/healthz")[0]
+            except OSError:
+                time.sleep(0.1)
+        assert status == 200
+        assert threading.active_count() <= before + 4
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()

@@ -7,8 +7,9 @@ import json
 import pytest
 from pydantic import ValidationError
 
+from consumer.__main__ import main
 from consumer.clients import consumer_config, producer_config
-from consumer.settings import ServiceSettings, parse_overrides
+from consumer.settings import ServiceSettings, mask_url, parse_overrides
 
 
 @pytest.fixture(autouse=True)
@@ -118,3 +119,32 @@ def test_client_configs_keep_the_delivery_guarantees() -> None:
     eos_conf = producer_config(eos.kafka)
     assert eos_conf["transactional.id"] == "synthscan-pod-1"
     assert eos_conf["transaction.timeout.ms"] >= 60_000
+
+
+def test_url_userinfo_is_masked_in_the_settings_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SYNTHSCAN_FETCH__OBJECT_BASE_URL", "https://svc:hunter2@store.example/b/")
+    s = ServiceSettings()
+    assert s.fetch.object_base_url == "https://svc:hunter2@store.example/b/"  # used as given
+    text = json.dumps(s.masked())
+    assert "hunter2" not in text and "svc:" not in text
+    assert "https://**********@store.example/b/" in text
+    assert mask_url("https://store.example/a@b") == "https://store.example/a@b"  # no userinfo
+    assert mask_url("not a url @ all") == "not a url @ all"
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        ("SYNTHSCAN_KAFKA__SASL_PASWORD", "hunter2"),  # misspelt: extra input
+        ("SYNTHSCAN_KAFKA__LIBRDKAFKA", '{"sasl.password": ["hunter2"]}'),  # wrong type
+        ("SYNTHSCAN_KAFKA__SESSION_TIMEOUT_MS", "hunter2"),
+    ],
+)
+def test_invalid_settings_never_echo_their_values(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], env: tuple[str, str]
+) -> None:
+    monkeypatch.setenv(*env)
+    assert main(["run"]) == 2
+    err = capsys.readouterr().err
+    assert "invalid settings" in err and "kafka." in err
+    assert "hunter2" not in err

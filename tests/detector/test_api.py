@@ -8,6 +8,7 @@ import detector
 def test_public_names() -> None:
     assert sorted(detector.__all__) == [
         "CheckpointError",
+        "DECODE_BYTES_PER_PIXEL",
         "DecodedImage",
         "Detector",
         "DetectorError",

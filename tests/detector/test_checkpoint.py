@@ -172,3 +172,33 @@ def test_variants_round_trip(config: ModelConfig, tmp_path: Path) -> None:
     pixels, sizes = collate_images([torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)])
     with torch.no_grad():
         assert torch.equal(loaded(pixels, sizes).logits, model(pixels, sizes).logits)
+
+
+def _header_length(path: Path) -> int:
+    return int.from_bytes(path.read_bytes()[:8], "little")
+
+
+@pytest.mark.parametrize(
+    ("prefix", "modulus"), [(b"\x80", 1 << 8), (b"PK", 1 << 16)], ids=["0x80", "PK"]
+)
+def test_header_length_that_looks_like_pickle_or_zip_magic_is_loaded(
+    small_model: GLFF, tmp_path: Path, prefix: bytes, modulus: int
+) -> None:
+    # The header length's low bytes depend on the metadata (about 1 checkpoint in 256 starts
+    # with 0x80): pad the metadata so the file starts with the pickle / zip magic.
+    def save(pad: int) -> Path:
+        meta = CheckpointMetadata(
+            name="magic", created_at="2026-01-01T00:00:00Z", training={"pad": "x" * pad}
+        )
+        path = tmp_path / f"pad{pad}.safetensors"
+        save_checkpoint(path, small_model, meta)
+        return path
+
+    base = save(0)
+    unpadded = len(base.read_bytes()[8 : 8 + _header_length(base)].rstrip(b" "))
+    target = int.from_bytes(prefix, "little")
+    path = save((target - unpadded) % modulus)
+    assert path.read_bytes()[: len(prefix)] == prefix
+    model, meta = load_checkpoint(path)
+    assert meta.name == "magic" and isinstance(model, GLFF)
+    assert read_metadata(path)["training"]["pad"].startswith("x")

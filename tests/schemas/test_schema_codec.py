@@ -408,3 +408,12 @@ def test_decode_rejects_wrong_type_and_bad_json(verdict: Verdict) -> None:
     with pytest.raises(EventError) as err:
         decode_verdict(b'{"label": "fake"}')
     assert err.value.code is ErrorCode.SCHEMA_VIOLATION
+
+
+@pytest.mark.parametrize("depth", [2_000, 100_000])
+def test_too_deep_metadata_header_is_invalid_json(depth: int) -> None:
+    meta = '{"a":' * depth + "1" + "}" * depth
+    headers = [*CE, JSON_CT, ("ce_metadata", meta.encode())]
+    with pytest.raises(EventError) as err:  # was a RecursionError (an internal_error)
+        parse_image_event(b'{"url": "https://img.example/a.png"}', headers)
+    assert err.value.code == ErrorCode.INVALID_JSON and "metadata" in str(err.value)
