@@ -41,7 +41,7 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
     source = copy.deepcopy(module).eval()
     try:
         folded: nn.Module = fuse(source, inplace=True)
-    except Exception as exc:  # noqa: BLE001 - any tracing failure: keep the module unfolded
+    except Exception as exc:
         log.warning("batch norm not folded (%s: %s)", type(exc).__name__, exc)
         return copy.deepcopy(module).eval()
     for attr in ("name", "out_channels"):  # keep the Backbone attributes callers read

@@ -47,7 +47,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
                 if stop.is_set():
                     return
                 buffer.put((True, item))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+        except BaseException as exc:
             buffer.put((False, exc))
         buffer.put(_DONE)
 

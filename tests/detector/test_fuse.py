@@ -56,7 +56,8 @@ def test_engine_scores_match_today_and_model_unchanged(runtime: str) -> None:
     model.train()
     before = _state(model)
     meta = CheckpointMetadata(config=model.config)
-    images = [decode_image(Image.fromarray(random_array(h, w, seed=h))) for h, w in ((240, 320), (300, 200))]
+    shapes = ((240, 320), (300, 200))
+    images = [decode_image(Image.fromarray(random_array(h, w, seed=h))) for h, w in shapes]
     today = Detector(model, meta, device="cpu", runtime="eager").predict(images)
     fast = Detector(model, meta, device="cpu", runtime=runtime).predict(images)
     for a, b in zip(today, fast, strict=True):
@@ -65,7 +66,10 @@ def test_engine_scores_match_today_and_model_unchanged(runtime: str) -> None:
         assert sorted((q.box, q.window) for q in a.patches) == sorted(
             (q.box, q.window) for q in b.patches
         )
-        assert max(abs(p.attention - q.attention) for p, q in zip(a.patches, b.patches)) < 1e-2
+        assert (
+            max(abs(p.attention - q.attention) for p, q in zip(a.patches, b.patches, strict=True))
+            < 1e-2
+        )
     # the training model is untouched: still in train mode, same weights and statistics
     assert model.training
     after = model.state_dict()
