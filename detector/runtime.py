@@ -6,7 +6,7 @@ import os
 import queue
 import threading
 from collections.abc import Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 __all__ = ["available_cpus", "default_threads", "prefetch"]
 
@@ -58,10 +58,10 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
             entry = buffer.get()
             if entry is _DONE:
                 return
-            ok, value = entry  # type: ignore[misc]
+            ok, value = cast(tuple[bool, Any], entry)
             if not ok:
                 raise value
-            yield value
+            yield cast(T, value)
     finally:
         stop.set()
         while thread.is_alive():  # unblock a producer waiting on a full buffer
