@@ -24,11 +24,12 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["RUNTIMES", "OnnxBackbone", "fold_batchnorm", "inference_copy"]
+__all__ = ["RUNTIMES", "ChunkedBackbone", "OnnxBackbone", "fold_batchnorm", "inference_copy"]
 
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("eager", "torch", "onnxruntime")
+CPU_CHUNK = 4  # crops per backbone call on the CPU
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -90,6 +91,24 @@ class OnnxBackbone(nn.Module):
         return torch.from_numpy(np.asarray(out))
 
 
+class ChunkedBackbone(nn.Module):
+    """Runs a backbone on at most ``chunk`` crops at a time (CPU: smaller activations stay in
+    cache; measured, MobileNetV2 on ONNX Runtime does ~30% more crops/s in chunks of 1-4
+    than at 24, see docs/detector.md)."""
+
+    def __init__(self, backbone: nn.Module, chunk: int) -> None:
+        super().__init__()
+        self.inner = backbone
+        self.chunk = max(1, chunk)
+        self.name = getattr(backbone, "name", "backbone")
+        self.out_channels = getattr(backbone, "out_channels", 0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] <= self.chunk:
+            return self.inner(x)  # type: ignore[no-any-return]
+        return torch.cat([self.inner(part) for part in x.split(self.chunk)])
+
+
 def _replace_backbones(model: nn.Module, make: Any) -> None:
     for attr in ("backbone", "local_backbone"):
         backbone = getattr(model, attr, None)
@@ -98,11 +117,16 @@ def _replace_backbones(model: nn.Module, make: Any) -> None:
 
 
 def inference_copy(
-    model: nn.Module, runtime: str = "torch", *, device: torch.device | None = None
+    model: nn.Module,
+    runtime: str = "torch",
+    *,
+    device: torch.device | None = None,
+    cpu_chunk: int = CPU_CHUNK,
 ) -> nn.Module:
     """An eval-mode deep copy of ``model`` with its backbone(s) optimized for ``runtime``.
 
-    ``model`` itself is left exactly as it was (weights, buffers, mode).
+    On the CPU (``device`` None or cpu) the optimized backbones run ``cpu_chunk`` crops at a
+    time (0: whole batches). ``model`` itself is left exactly as it was (weights, buffers, mode).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r} not in {RUNTIMES}")
@@ -117,8 +141,10 @@ def inference_copy(
         example = torch.zeros(1, channels, size, size)
         threads = torch.get_num_threads()
         _replace_backbones(copied, lambda b: OnnxBackbone(fold_batchnorm(b), example, threads))
-        return copied
-    _replace_backbones(copied, fold_batchnorm)
+    else:
+        _replace_backbones(copied, fold_batchnorm)
+    if cpu_chunk > 0 and (device is None or device.type == "cpu"):
+        _replace_backbones(copied, lambda b: ChunkedBackbone(b, cpu_chunk))
     return copied
 
 

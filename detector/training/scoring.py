@@ -86,7 +86,9 @@ def score_samples(
         collate_fn=collate_items,
         pin_memory=device.type == "cuda",
     )
-    net = inference_copy(model, "torch")  # batch norm folded; ``model`` is left as it is
+    net = inference_copy(
+        model, "torch", device=device
+    )  # batch norm folded; ``model`` is left as it is
     scores = np.full(len(samples), np.nan, dtype=np.float64)
     skips = SkipReport(samples)
     batches_in = loader if workers else prefetch(loader)  # decode the next batch meanwhile
