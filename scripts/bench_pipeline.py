@@ -82,7 +82,12 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
             "instance_id": f"bench-{tag}",
         },
         batching={"max_batch_size": batch, "max_wait_ms": args.max_wait_ms},
-        model={"checkpoint": ckpt, "device": args.device, "torch_threads": args.threads},
+        model={
+            "checkpoint": ckpt,
+            "device": args.device,
+            "torch_threads": args.threads,
+            "runtime": args.runtime,
+        },
         http={"enabled": False},
         logging={"level": "warning"},
         cache={"enabled": False} if "cache" in ServiceSettings.model_fields else {},
@@ -126,8 +131,10 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
     }
 
 
-def model_only(ckpt: Path, images: list[bytes], batch: int, device: str, repeats: int) -> dict:
-    det = Detector.from_checkpoint(ckpt, device=device)
+def model_only(
+    ckpt: Path, images: list[bytes], batch: int, device: str, repeats: int, runtime: str
+) -> dict:
+    det = Detector.from_checkpoint(ckpt, device=device, runtime=runtime)
     decoded = [decode_image(b) for b in images[:batch]]
     while len(decoded) < batch:
         decoded += decoded[: batch - len(decoded)]
@@ -165,6 +172,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "eager"])
     parser.add_argument(
         "--exactly-once", action="store_true", help="transactional mode (read_committed reader)"
     )
@@ -178,14 +186,14 @@ def main() -> int:
         ckpt = checkpoint(args.checkpoint, Path(tmp))
         rows = []
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            model = model_only(ckpt, images, batch, args.device, args.repeats)
+            model = model_only(ckpt, images, batch, args.device, args.repeats, args.runtime)
             print(json.dumps({"kind": "model", **model}), flush=True)
             case = run_case(args, ckpt, images, batch)
             print(json.dumps({"kind": "pipeline", **case}), flush=True)
             rows.append((model, case))
     print(
         f"\ncheckpoint={ckpt.name} images={w}x{h} device={args.device} "
-        f"torch_threads={torch.get_num_threads()} events={args.events} "
+        f"torch_threads={torch.get_num_threads()} runtime={args.runtime} events={args.events} "
         f"mode={'exactly-once' if args.exactly_once else 'at-least-once'}"
     )
     print(f"batch  model img/s  pipeline ev/s  ratio  p50 s   p95 s   (paced at x{args.load:.2f})")
