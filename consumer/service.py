@@ -47,6 +47,7 @@ from consumer.steps.produce import ProduceStep
 from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
 from detector import Detector, ImageLimits, ModelInfo
+from detector.runtime import default_threads
 
 __all__ = ["LoadedDetector", "Service", "in_flight_limit"]
 
@@ -138,13 +139,14 @@ class Service:
             if not model.checkpoint.is_file():
                 raise ConfigurationError(f"checkpoint not found: {model.checkpoint}")
             began = time.monotonic()
-            if model.torch_threads is not None:
-                torch.set_num_threads(model.torch_threads)
+            # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
+            torch.set_num_threads(model.torch_threads or default_threads())
             detector = Detector.from_checkpoint(
                 model.checkpoint,
                 device=model.device,
                 precision=model.precision,
                 limits=self._limits(),
+                runtime=model.runtime,
             )
             expected = model.checkpoint_sha256
             if expected is not None and detector.info.weights_sha256 != expected.lower():

@@ -141,6 +141,7 @@ class ModelSettings(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     warmup: bool = True
     torch_threads: int | None = Field(default=None, ge=1)
+    runtime: Literal["torch", "onnxruntime", "eager"] = "torch"
 
 
 class DecodeSettings(_Section):

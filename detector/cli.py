@@ -45,6 +45,15 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         default=0.1,
         help="half-width of the 'uncertain' band around the threshold (default 0.1)",
     )
+    p.add_argument(
+        "--runtime",
+        default="torch",
+        choices=["torch", "onnxruntime", "eager"],
+        help="torch: batch norm folded (default); onnxruntime: CPU, needs the onnx extra",
+    )
+    p.add_argument(
+        "--threads", type=int, default=0, help="torch CPU threads (0: all CPUs but one, min 1)"
+    )
     p.set_defaults(func=_predict)
 
 
@@ -103,23 +112,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from detector.decode import decode_image
+    from detector.decode import DecodedImage, decode_image
     from detector.engine import Detector
     from detector.overlay import save_overlay
+    from detector.runtime import default_threads, prefetch
 
+    torch.set_num_threads(args.threads or default_threads())
     det = Detector.from_checkpoint(
         args.checkpoint,
         device=args.device,
         precision=args.precision,
         deterministic=args.deterministic,
         max_batch=args.batch_size,
+        runtime=args.runtime,
     )
     signals = _Signals(args)
-    failures = 0
     paths: list[Path] = list(args.images)
-    for start in range(0, len(paths), args.batch_size):
-        chunk = paths[start : start + args.batch_size]
-        decoded, good, blobs = [], [], []
+    Decoded = tuple[list[Path], list[DecodedImage], list[bytes | Path], list[str]]
+
+    def decode_chunk(chunk: list[Path]) -> Decoded:
+        good: list[Path] = []
+        decoded: list[DecodedImage] = []
+        blobs: list[bytes | Path] = []
+        errors: list[str] = []
         for path in chunk:
             try:
                 data = path.read_bytes() if path.is_file() else path
@@ -127,9 +142,16 @@ def _predict(args: argparse.Namespace) -> int:
                 good.append(path)
                 blobs.append(data)
             except DetectorError as exc:
-                failures += 1
                 error = {"type": type(exc).__name__, "message": str(exc)}
-                print(json.dumps({"path": str(path), "error": error}), flush=True)
+                errors.append(json.dumps({"path": str(path), "error": error}))
+        return good, decoded, blobs, errors
+
+    chunks = (paths[i : i + args.batch_size] for i in range(0, len(paths), args.batch_size))
+    failures = 0
+    for good, decoded, blobs, errors in prefetch(decode_chunk(c) for c in chunks):  # decode ahead
+        for line in errors:
+            print(line, flush=True)
+        failures += len(errors)
         preds = det.predict(decoded)
         for path, image, pred, data in zip(good, decoded, preds, blobs, strict=True):
             record = {"path": str(path), **pred.to_dict(), "model": det.info.name}

@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torchvision
@@ -15,7 +15,9 @@ from detector.batching import collate_images, group_by_size
 from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
 from detector.decode import DecodedImage, ImageInput, ImageLimits, decode_image
 from detector.errors import DetectorError
+from detector.fuse import RUNTIMES, inference_copy
 from detector.model import GLFF, GLFFOutput, GlobalOnly
+from detector.runtime import prefetch
 
 __all__ = ["Detector", "ModelInfo", "PatchEvidence", "Prediction"]
 
@@ -120,18 +122,33 @@ class Detector:
         max_batch: int = 32,
         max_padded_pixels: int = 64_000_000,
         limits: ImageLimits | None = None,
+        runtime: str = "torch",
+        channels_last: bool | None = None,
     ) -> None:
         self.device = _resolve_device(device)
         self.precision = _resolve_precision(precision, self.device)
+        if runtime not in RUNTIMES:
+            raise DetectorError(f"runtime {runtime!r} not in {RUNTIMES}")
+        if runtime == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
+            raise DetectorError("runtime 'onnxruntime' needs device cpu and precision fp32")
+        self.runtime = runtime
         self.metadata = metadata
         self.limits = limits or ImageLimits()
         self.max_batch = max_batch
         self.max_padded_pixels = max_padded_pixels
         self.deterministic = deterministic
-        model = model.eval().to(self.device)
-        if self.device.type == "cuda":
+        # an optimized copy (batch norm folded, maybe ONNX Runtime); ``model`` is left untouched
+        try:
+            model = cast(GLFF | GlobalOnly, inference_copy(model, runtime, device=self.device))
+        except (RuntimeError, ValueError) as exc:
+            raise DetectorError(f"runtime {runtime!r}: {exc}") from exc
+        model = model.to(self.device)
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        if channels_last:
             model = model.to(memory_format=torch.channels_last)
             model.channels_last = True
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not deterministic
             if deterministic:
                 torch.backends.cudnn.deterministic = True
@@ -194,13 +211,21 @@ class Detector:
     def predict(self, images: Sequence[DecodedImage | ImageInput]) -> list[Prediction]:
         """Score images of any sizes and modes, in input order.
 
-        Inputs that are not yet decoded are decoded with ``self.limits``; a bad one raises its
+        Inputs that are not yet decoded are decoded with ``self.limits``, ``max_batch`` at a
+        time in a background thread while the previous ones are computed; a bad one raises its
         :class:`~detector.ImageError` (decode with :func:`decode_image` first to handle images
         one by one). Images are grouped by size so that padding stays small.
         """
-        decoded = [
-            im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in images
-        ]
+        if all(isinstance(im, DecodedImage) for im in images):
+            return self._predict_decoded(images)  # type: ignore[arg-type]
+        step = max(1, self.max_batch)
+        chunks = (
+            [im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in part]
+            for part in (images[i : i + step] for i in range(0, len(images), step))
+        )
+        return [p for chunk in prefetch(chunks) for p in self._predict_decoded(chunk)]
+
+    def _predict_decoded(self, decoded: Sequence[DecodedImage]) -> list[Prediction]:
         results: list[Prediction | None] = [None] * len(decoded)
         sizes = [(d.height, d.width) for d in decoded]
         for group in group_by_size(sizes, self.max_batch, self.max_padded_pixels):

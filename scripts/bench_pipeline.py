@@ -11,7 +11,8 @@ For each max batch size it runs two phases with the service in-process:
   = when a read_committed reader sees the verdict - input message timestamp (p50/p95).
 
 It also times the bare model (``Detector.predict`` on decoded images) at the same batch sizes,
-so the report says how much of the cost is the model and how much the pipeline around it.
+before and after each pipeline case (the mean is reported), so the report says how much of the
+cost is the model and how much the pipeline around it.
 Without ``--checkpoint`` it uses the demo checkpoint if present, else a random-init GLFF
 mobilenet_v2 (same compute). Prints one JSON line per measurement and a summary table.
 """
@@ -82,7 +83,12 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
             "instance_id": f"bench-{tag}",
         },
         batching={"max_batch_size": batch, "max_wait_ms": args.max_wait_ms},
-        model={"checkpoint": ckpt, "device": args.device, "torch_threads": args.threads},
+        model={
+            "checkpoint": ckpt,
+            "device": args.device,
+            "torch_threads": args.threads,
+            "runtime": args.runtime,
+        },
         http={"enabled": False},
         logging={"level": "warning"},
         cache={"enabled": False} if "cache" in ServiceSettings.model_fields else {},
@@ -116,6 +122,8 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
         "events": args.events,
         "complete": ok,
         "throughput_eps": round(throughput, 2),
+        # after the first verdict: no group join / first fetch, comparable to the model alone
+        "steady_eps": round((args.events - 1) / max(1e-6, last_done - first_done), 2),
         "time_to_first_verdict_s": round(first_done - began, 2),
         "mean_batch_backlog": round(statistics.mean(s[2] for s in backlog), 2),
         "paced_rate_eps": round(rate, 2),
@@ -126,8 +134,10 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
     }
 
 
-def model_only(ckpt: Path, images: list[bytes], batch: int, device: str, repeats: int) -> dict:
-    det = Detector.from_checkpoint(ckpt, device=device)
+def model_only(
+    ckpt: Path, images: list[bytes], batch: int, device: str, repeats: int, runtime: str
+) -> dict:
+    det = Detector.from_checkpoint(ckpt, device=device, runtime=runtime)
     decoded = [decode_image(b) for b in images[:batch]]
     while len(decoded) < batch:
         decoded += decoded[: batch - len(decoded)]
@@ -165,6 +175,7 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--runtime", default="torch", choices=["torch", "onnxruntime", "eager"])
     parser.add_argument(
         "--exactly-once", action="store_true", help="transactional mode (read_committed reader)"
     )
@@ -178,22 +189,33 @@ def main() -> int:
         ckpt = checkpoint(args.checkpoint, Path(tmp))
         rows = []
         for batch in (int(b) for b in args.batch_sizes.split(",")):
-            model = model_only(ckpt, images, batch, args.device, args.repeats)
-            print(json.dumps({"kind": "model", **model}), flush=True)
+            # the model alone is timed before AND after the pipeline (bracketing), so that load
+            # from other jobs that changes during the run hits both sides alike
+            before = model_only(ckpt, images, batch, args.device, args.repeats, args.runtime)
+            print(json.dumps({"kind": "model", **before}), flush=True)
             case = run_case(args, ckpt, images, batch)
             print(json.dumps({"kind": "pipeline", **case}), flush=True)
+            after = model_only(ckpt, images, batch, args.device, args.repeats, args.runtime)
+            print(json.dumps({"kind": "model", **after}), flush=True)
+            rate = (before["model_images_per_s"] + after["model_images_per_s"]) / 2
+            model = {**before, "model_images_per_s": round(rate, 2)}
             rows.append((model, case))
     print(
         f"\ncheckpoint={ckpt.name} images={w}x{h} device={args.device} "
-        f"torch_threads={torch.get_num_threads()} events={args.events} "
+        f"torch_threads={torch.get_num_threads()} runtime={args.runtime} events={args.events} "
         f"mode={'exactly-once' if args.exactly_once else 'at-least-once'}"
     )
-    print(f"batch  model img/s  pipeline ev/s  ratio  p50 s   p95 s   (paced at x{args.load:.2f})")
+    print(
+        "batch  model img/s  pipeline ev/s  ratio  steady ev/s  ratio  p50 s   p95 s"
+        f"   (paced at x{args.load:.2f})"
+    )
     for model, case in rows:
         ratio = case["throughput_eps"] / max(1e-9, model["model_images_per_s"])
+        steady = case["steady_eps"] / max(1e-9, model["model_images_per_s"])
         print(
             f"{case['max_batch_size']:>5}  {model['model_images_per_s']:>11.2f}  "
-            f"{case['throughput_eps']:>13.2f}  {ratio:>5.2f}  {case['latency_p50_s']:>6.3f}  "
+            f"{case['throughput_eps']:>13.2f}  {ratio:>5.2f}  {case['steady_eps']:>11.2f}"
+            f"  {steady:>5.2f}  {case['latency_p50_s']:>6.3f}  "
             f"{case['latency_p95_s']:>6.3f}"
         )
     return 0

@@ -184,9 +184,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from detector.runtime import default_threads
     from detector.training.evaluate import calibrate_checkpoint
 
     _logging()
+    torch.set_num_threads(default_threads())  # one core left to decoding
     cal, sha = calibrate_checkpoint(
         args.checkpoint,
         args.data,
@@ -205,10 +209,14 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    from detector.runtime import default_threads
     from detector.training.evaluate import evaluate
     from detector.training.taxonomy import load_families
 
     _logging()
+    torch.set_num_threads(default_threads())  # one core left to decoding
     families = load_families(args.families) if args.families else None
     paths = evaluate(
         args.checkpoints,

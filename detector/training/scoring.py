@@ -16,6 +16,8 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from detector.batching import group_by_size
+from detector.fuse import inference_copy
+from detector.runtime import prefetch
 from detector.training.datasets import (
     Batch,
     ImageDataset,
@@ -84,21 +86,20 @@ def score_samples(
         collate_fn=collate_items,
         pin_memory=device.type == "cuda",
     )
-    was_training = model.training
-    model.eval()
+    net = inference_copy(
+        model, "torch", device=device
+    )  # batch norm folded; ``model`` is left as it is
     scores = np.full(len(samples), np.nan, dtype=np.float64)
     skips = SkipReport(samples)
-    try:
-        for batch in tqdm(loader, desc=desc, unit="batch", disable=not progress, leave=False):
-            skips.add(batch)
-            if len(batch) == 0:
-                continue
-            on_device = batch.to(device)
-            with autocast(device, amp):
-                logits = model_logits(model, on_device)
-            scores[batch.indices.numpy()] = torch.sigmoid(logits).double().cpu().numpy()
-    finally:
-        model.train(was_training)
+    batches_in = loader if workers else prefetch(loader)  # decode the next batch meanwhile
+    for batch in tqdm(batches_in, desc=desc, unit="batch", disable=not progress, leave=False):
+        skips.add(batch)
+        if len(batch) == 0:
+            continue
+        on_device = batch.to(device)
+        with autocast(device, amp):
+            logits = model_logits(net, on_device)
+        scores[batch.indices.numpy()] = torch.sigmoid(logits).double().cpu().numpy()
     if skips.count:
         log.warning("%s: %s", desc, skips.summary())
     return scores, skips

@@ -71,3 +71,22 @@ def test_group_by_size_respects_limits() -> None:
         w = max(sizes[i][1] for i in g)
         assert len(g) <= 2 and (len(g) == 1 or len(g) * h * w <= 20_000_000)
     assert groups == [[2, 0], [3], [4], [1]]  # by area; large photos are not batched together
+
+
+def test_cpu_fast_paths_equal_roi_align() -> None:
+    """Integer boxes of side S (copy) and S/2 (2x upsampling) match roi_align; others use it."""
+    gen = torch.Generator().manual_seed(1)
+    images = torch.rand(2, 3, 300, 400, generator=gen) * 255
+    boxes = torch.tensor(
+        [
+            [[10.0, 20.0, 234.0, 244.0], [0.0, 0.0, 224.0, 224.0], [176.0, 76.0, 400.0, 300.0]],
+            [[1.0, 1.0, 113.0, 113.0], [287.0, 187.0, 399.0, 299.0], [0.0, 5.0, 112.0, 117.0]],
+            [[50.5, 3.0, 162.5, 115.0], [0.0, 0.0, 300.0, 300.0], [30.0, 40.0, 130.0, 90.0]],
+        ]
+    )
+    for row in boxes:  # copy boxes, upsampled boxes (one touching the border), other boxes
+        ref = torch.stack([_one(image, row, 224) for image in images])
+        out = crop_and_resize(images, row.expand(2, 3, 4), 224)
+        assert torch.allclose(out, ref, atol=1e-3, rtol=0)
+    exact = crop_and_resize(images, boxes[0].expand(2, 3, 4), 224)
+    assert torch.equal(exact, torch.stack([_one(image, boxes[0], 224) for image in images]))
