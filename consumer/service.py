@@ -32,6 +32,7 @@ from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.latest_verdicts import ensure_compacted_topic
 from consumer.metrics import Metrics
+from consumer.model_reload import load_detector, reloader_for
 from consumer.processor import StreamProcessor
 from consumer.records import RecordFactory, model_stamp
 from consumer.settings import ServiceSettings
@@ -43,7 +44,7 @@ from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
 from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
-from detector import Detector, ImageLimits, ModelInfo
+from detector import ImageLimits, ModelInfo
 
 __all__ = ["LoadedDetector", "Service"]
 
@@ -136,25 +137,13 @@ class Service:
             began = time.monotonic()
             if model.torch_threads is not None:
                 torch.set_num_threads(model.torch_threads)
-            detector = Detector.from_checkpoint(
-                model.checkpoint,
-                device=model.device,
-                precision=model.precision,
-                limits=self._limits(),
-            )
-            expected = model.checkpoint_sha256
-            if expected is not None and detector.info.weights_sha256 != expected.lower():
-                raise ConfigurationError(
-                    f"checkpoint sha256 {detector.info.weights_sha256} != expected {expected}"
-                )
-            if model.warmup:
-                detector.warmup()
+            detector = load_detector(model, self._limits())  # checkpoint + adapters, warm
             log.info(
                 "model_loaded",
                 seconds=round(time.monotonic() - began, 2),
                 **detector.info.to_dict(),
             )
-            self.detector = detector
+            self.detector = reloader_for(model, self._limits(), detector, self.metrics, self._stop)
         self.metrics.set_model_info(_info_dict(self.detector.info))
         self.health.model_ready = True
         return self.detector

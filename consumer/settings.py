@@ -123,6 +123,8 @@ class ModelSettings(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     warmup: bool = True
     torch_threads: int | None = Field(default=None, ge=1)
+    adapters_dir: Path | None = None
+    reload_poll_s: float = Field(default=2.0, ge=0.0)
 
 
 class DecodeSettings(_Section):
