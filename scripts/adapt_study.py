@@ -183,6 +183,22 @@ def ap_acc(
     return ap, acc
 
 
+def load_pre(out: Path, study: Study, tail: Tail) -> torch.Tensor:
+    """``W0 x`` of the last trunk conv for every image (cached in ``pre.pt``; that conv is
+    ImageNet's and frozen in the base, so one cache serves base training and adaptation)."""
+    path = out / "pre.pt"
+    if path.exists():
+        blob = torch.load(path, weights_only=True)
+        if blob["paths"] == [r["path"] for r in study.rows]:
+            return blob["pre"]  # type: ignore[no-any-return]
+    began = time.time()
+    pre = precompute(tail, study.feats)
+    assert pre is not None
+    torch.save({"pre": pre, "paths": [r["path"] for r in study.rows]}, path)
+    print(f"W0 x of {len(study.rows)} images in {time.time() - began:.0f}s", flush=True)
+    return pre
+
+
 def stage_base(out: Path, study: Study, progress: bool) -> None:
     """Train the base's embedding, fusion and head on cached features (trunk frozen)."""
     target = out / "base.safetensors"
@@ -197,10 +213,10 @@ def stage_base(out: Path, study: Study, progress: bool) -> None:
     tail = Tail.of(model, split, copy_weights=False)
     train_idx = [i for i in study.where(split="train") if study.family[i] not in HELD_OUT]
     val_idx = [i for i in study.where(split="val") if study.family[i] not in HELD_OUT]
+    pre = load_pre(out, study, tail)
+    _, bn, act = list(tail.trunk[0].children())
     with torch.no_grad():  # the trunk is frozen: pool its last map once
-        pooled = torch.stack(
-            [tail.trunk(study.feats[i].float()).mean(dim=(2, 3)) for i in range(len(study.rows))]
-        )
+        pooled = torch.stack([act(bn(p.float())).mean(dim=(2, 3)) for p in pre])
 
     def logits(idx: list[int] | torch.Tensor) -> torch.Tensor:
         tokens = torch.relu(tail.embed(pooled[idx]))
@@ -266,12 +282,8 @@ def stage_adapt(out: Path, study: Study, args: argparse.Namespace) -> None:
     assert isinstance(model, GLFF)
     split = default_split(model)
     base_tail = Tail.of(model, split, copy_weights=True)
-    began = time.time()
-    pre = precompute(base_tail, study.feats)
-    assert pre is not None
-    data = FeatureSet(study.feats, pre)
+    data = FeatureSet(study.feats, load_pre(out, study, base_tail))
     base_logits = score(base_tail, data)
-    print(f"precomputed W0 x in {time.time() - began:.0f}s", flush=True)
     done_path = out / "runs.jsonl"
     done = set()
     if done_path.exists():
@@ -287,78 +299,86 @@ def stage_adapt(out: Path, study: Study, args: argparse.Namespace) -> None:
         idx = study.where(split="val", label=1, family=fam)
         if len(idx) >= 4:
             groups[f"seen: {fam}"] = idx
-    for fam in HELD_OUT:
-        groups[f"new: {fam}"] = study.where(family=fam, label=1)
-    for shots in args.shots:
-        for f_index, fam in enumerate(HELD_OUT):
-            pool = study.where(family=fam, label=1)
-            if len(pool) < shots + MIN_EVAL_FAKES:
+    for fam in HELD_OUT:  # the other new families: their val-split images
+        groups[f"new: {fam}"] = study.where(family=fam, label=1, split="val")
+    plan = [
+        (shots, seed, f_index, fam)
+        for shots in args.shots
+        for seed in args.seeds
+        for f_index, fam in enumerate(HELD_OUT)
+    ]
+    for shots, seed, f_index, fam in plan:
+        pool = study.where(family=fam, label=1)
+        if len(pool) < shots + MIN_EVAL_FAKES:
+            continue
+        real_pool = study.where(split="train", label=0, sources=REAL_SOURCES.get(fam))
+        if len(real_pool) < shots:
+            print(f"skip {fam} N={shots}: {len(real_pool)} real photos for shots", flush=True)
+            continue
+        real_pool = study.where(split="train", label=0, sources=REAL_SOURCES.get(fam))
+        rng = np.random.default_rng([seed, f_index, shots])
+        fakes = sorted(rng.choice(pool, shots, replace=False).tolist())
+        reals = sorted(rng.choice(real_pool, shots, replace=False).tolist())
+        held = [i for i in pool if i not in set(fakes)]
+        shot_idx = fakes + reals
+        labels = study.label[shot_idx]
+        needed = sorted(set(held + val_reals).union(*groups.values()))
+        for method, rank in METHODS:
+            key = run_key(fam, shots, seed, method, rank)
+            if key in done:
                 continue
-            real_pool = study.where(split="train", label=0, sources=REAL_SOURCES.get(fam))
-            for seed in args.seeds:
-                rng = np.random.default_rng([seed, f_index, shots])
-                fakes = sorted(rng.choice(pool, shots, replace=False).tolist())
-                reals = sorted(rng.choice(real_pool, shots, replace=False).tolist())
-                held = [i for i in pool if i not in set(fakes)]
-                shot_idx = fakes + reals
-                labels = study.label[shot_idx]
-                needed = sorted(set(held + val_reals).union(*groups.values()))
-                for method, rank in METHODS:
-                    key = run_key(fam, shots, seed, method, rank)
-                    if key in done:
-                        continue
-                    t0 = time.time()
-                    cfg = AdaptConfig(
-                        method=method,
-                        rank=max(rank, 1),
-                        steps=args.steps,
-                        batch_size=args.batch_size,
-                        seed=seed,
-                    )
-                    trained = train(base_tail, data.subset(shot_idx), labels, cfg)
-                    logits = torch.zeros(len(study.rows))
-                    logits[needed] = score(trained.tail, data.subset(needed), use_pre=trained.fast)
-                    own = held + val_reals
-                    ap, acc = ap_acc(logits[own], study.label[own])
-                    b_ap, b_acc = ap_acc(base_logits[own], study.label[own])
-                    comb = torch.maximum(logits, base_logits)
-                    c_ap, c_acc = ap_acc(comb[own], study.label[own])
-                    others = {}
-                    for name, idx in groups.items():
-                        if name == f"new: {fam}":
-                            continue
-                        ev = idx + val_reals
-                        y = study.label[ev]
-                        base_ap = ap_acc(base_logits[ev], y)[0]
-                        others[name] = {
-                            "base_ap": round(base_ap, 4),
-                            "d_ap": round(ap_acc(logits[ev], y)[0] - base_ap, 4),
-                            "d_ap_combined": round(ap_acc(comb[ev], y)[0] - base_ap, 4),
-                        }
-                    record = {
-                        "key": key,
-                        "family": fam,
-                        "shots": shots,
-                        "seed": seed,
-                        "method": method if method != "lora" else f"lora r{rank}",
-                        "ap": round(ap, 4),
-                        "acc": round(acc, 4),
-                        "base_ap": round(b_ap, 4),
-                        "base_acc": round(b_acc, 4),
-                        "combined_ap": round(c_ap, 4),
-                        "combined_acc": round(c_acc, 4),
-                        "eval_fakes": len(held),
-                        "eval_reals": len(val_reals),
-                        "others": others,
-                        "final_loss": round(trained.final_loss, 4),
-                        "seconds": round(time.time() - t0, 1),
-                    }
-                    with done_path.open("a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    print(
-                        f"{key}: AP {ap:.3f} acc {acc:.3f} (base {b_ap:.3f}) {record['seconds']}s",
-                        flush=True,
-                    )
+            t0 = time.time()
+            cfg = AdaptConfig(
+                method=method,
+                rank=max(rank, 1),
+                steps=args.steps,
+                batch_size=args.batch_size,
+                seed=seed,
+            )
+            trained = train(base_tail, data.subset(shot_idx), labels, cfg)
+            logits = torch.zeros(len(study.rows))
+            logits[needed] = score(trained.tail, data.subset(needed), use_pre=trained.fast)
+            own = held + val_reals
+            ap, acc = ap_acc(logits[own], study.label[own])
+            b_ap, b_acc = ap_acc(base_logits[own], study.label[own])
+            comb = torch.maximum(logits, base_logits)
+            c_ap, c_acc = ap_acc(comb[own], study.label[own])
+            others = {}
+            for name, idx in groups.items():
+                if name == f"new: {fam}":
+                    continue
+                ev = idx + val_reals
+                y = study.label[ev]
+                base_ap = ap_acc(base_logits[ev], y)[0]
+                others[name] = {
+                    "base_ap": round(base_ap, 4),
+                    "d_ap": round(ap_acc(logits[ev], y)[0] - base_ap, 4),
+                    "d_ap_combined": round(ap_acc(comb[ev], y)[0] - base_ap, 4),
+                }
+            record = {
+                "key": key,
+                "family": fam,
+                "shots": shots,
+                "seed": seed,
+                "method": method if method != "lora" else f"lora r{rank}",
+                "ap": round(ap, 4),
+                "acc": round(acc, 4),
+                "base_ap": round(b_ap, 4),
+                "base_acc": round(b_acc, 4),
+                "combined_ap": round(c_ap, 4),
+                "combined_acc": round(c_acc, 4),
+                "eval_fakes": len(held),
+                "eval_reals": len(val_reals),
+                "others": others,
+                "final_loss": round(trained.final_loss, 4),
+                "seconds": round(time.time() - t0, 1),
+            }
+            with done_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            print(
+                f"{key}: AP {ap:.3f} acc {acc:.3f} (base {b_ap:.3f}) {record['seconds']}s",
+                flush=True,
+            )
 
 
 def _ms(values: list[float]) -> str:
@@ -426,7 +446,7 @@ def main() -> None:
     p.add_argument("--shots", type=int, nargs="+", default=[20, 10, 50])
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=30)
     p.add_argument("--progress", action="store_true")
     args = p.parse_args()
     torch.set_num_threads(1)

@@ -33,6 +33,10 @@ def register(sub: Subparsers) -> None:
         help="folder with 0_real/ and 1_fake/ (CNNDetection layout) or a manifest CSV",
     )
     p.add_argument("--split", help="manifest split to use (e.g. train)")
+    p.add_argument(
+        "--family",
+        help="manifest: only fakes of this family column value (real photos: every label-0 row)",
+    )
     p.add_argument("--generator", required=True, help="name of the new generator (attribution)")
     p.add_argument("--shots", type=int, required=True, help="N fakes and N reals drawn (seeded)")
     p.add_argument("--method", default="lora", choices=["head", "lora", "full"])
@@ -65,7 +69,10 @@ def _adapt(args: argparse.Namespace) -> int:
     model, meta = load_checkpoint(args.base)
     glff = check_adaptable(model)
     samples = load_samples(args.data, args.split)
-    fakes = sorted((s for s in samples if s.label == 1), key=lambda s: str(s.path))
+    fakes = sorted(
+        (s for s in samples if s.label == 1 and args.family in (None, s.group)),
+        key=lambda s: str(s.path),
+    )
     reals = sorted((s for s in samples if s.label == 0), key=lambda s: str(s.path))
     if len(fakes) < args.shots or len(reals) < args.shots:
         raise SystemExit(
@@ -116,6 +123,7 @@ def _adapt(args: argparse.Namespace) -> int:
         data={
             "source": str(args.data),
             "split": args.split,
+            "family": args.family,
             "fakes": [rel(chosen[i].path) for i in kept if chosen[i].label == 1],
             "reals": [rel(chosen[i].path) for i in kept if chosen[i].label == 0],
         },

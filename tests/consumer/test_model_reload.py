@@ -164,3 +164,17 @@ def test_detector_loads_adapters_folder_at_start(settings: ModelSettings) -> Non
     write_adapter(settings.adapters_dir / "a.safetensors", settings.checkpoint, "gen-a")
     det: Detector = load_detector(settings, ImageLimits())
     assert [a.generator for a in det.info.adapters] == ["gen-a"]
+
+
+def test_replay_scores_with_a_candidate_adapter(settings: ModelSettings, tmp_path: Path) -> None:
+    from consumer.replay.cli import ReplayOptions, _detector
+    from consumer.settings import ServiceSettings
+
+    candidate = write_adapter(tmp_path / "cand.safetensors", settings.checkpoint, "cand")
+    service = ServiceSettings(
+        kafka={"input_topics": ["x"]},  # type: ignore[arg-type]
+        model=settings.model_dump(),  # type: ignore[arg-type]
+    )
+    det = _detector(ReplayOptions(adapters=[candidate]), service, None)
+    assert [a.generator for a in det.info.adapters] == ["cand"]
+    assert _detector(ReplayOptions(), service, None).info.adapters == ()  # the folder is empty
