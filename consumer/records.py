@@ -11,6 +11,9 @@ from consumer.items import Envelope, Failure, OutRecord, WorkItem
 from consumer.provenance_fields import cache_match_of, verdict_fields
 from provenance import DecisionPolicy
 from schemas import (
+    AdapterStamp,
+    Attribution,
+    GeneratorScore,
     ImageInfo,
     ModelStamp,
     Patch,
@@ -24,7 +27,7 @@ from schemas import (
 )
 
 if TYPE_CHECKING:
-    from detector import ModelInfo
+    from detector import ModelInfo, Prediction
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "RecordFactory", "model_stamp", "record_size"]
 
@@ -57,6 +60,32 @@ def model_stamp(info: ModelInfo) -> ModelStamp:
         arch=info.arch,
         backbone=info.backbone,
         patch_strategy=info.patch_strategy,
+        adapters=[
+            AdapterStamp(
+                generator=a.generator, sha256=a.sha256, method=a.method, threshold=a.threshold
+            )
+            for a in info.adapters
+        ]
+        or None,
+    )
+
+
+def _attribution(pred: Prediction) -> Attribution | None:
+    att = pred.attribution
+    if att is None:
+        return None
+    return Attribution(
+        generator=att.generator,
+        scores=[
+            GeneratorScore(
+                generator=s.generator,
+                score=s.score,
+                threshold=s.threshold,
+                is_synthetic=s.is_synthetic,
+                adapter_sha256=s.adapter_sha256 or None,
+            )
+            for s in att.scores
+        ],
     )
 
 
@@ -82,12 +111,24 @@ class RecordFactory:
     ) -> None:
         self._stamp = stamp
         self._policy = policy or DecisionPolicy()
+        self._stamps: dict[int, tuple[ModelInfo, ModelStamp]] = {}
         self._verdict_topic = verdict_topic
         self._dead_letter_topic = dead_letter_topic
         self._group = consumer_group
         self._instance = consumer_instance
         self._latest_topic = latest_verdict_topic
         self.max_record_bytes = max_record_bytes
+
+    def _stamp_of(self, pred: Prediction) -> ModelStamp:
+        """The stamp of the model that made ``pred`` (it changes across a hot reload)."""
+        info = getattr(pred, "model_info", None)
+        if info is None:
+            return self._stamp
+        cached = self._stamps.get(id(info))
+        if cached is None or cached[0] is not info:
+            cached = (info, model_stamp(info))
+            self._stamps = {id(info): cached}  # keep the latest only
+        return cached[1]
 
     def verdict(self, item: WorkItem) -> OutRecord:
         pred, image, env = item.prediction, item.image, item.envelope
@@ -126,7 +167,7 @@ class RecordFactory:
                 format=image.format or "unknown",
                 size_bytes=item.image_size,
             ),
-            model=self._stamp,
+            model=self._stamp_of(pred),
             source=_source(env),
             timings=Timings(
                 queue_ms=queue_ms,
@@ -137,6 +178,7 @@ class RecordFactory:
             ),
             produced_at=datetime.now(UTC),
             cached=getattr(pred, "cached", False),
+            attribution=_attribution(pred),
             metadata=data.metadata,
             **verdict_fields(
                 pred.score, pred.threshold, item.provenance, self._policy, cache_match_of(pred)

@@ -34,6 +34,7 @@ from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.latest_verdicts import ensure_compacted_topic
 from consumer.metrics import Metrics
+from consumer.model_reload import load_detector, reloader_for
 from consumer.processor import StreamProcessor
 from consumer.provenance_fields import policy_of
 from consumer.records import RecordFactory, model_stamp
@@ -46,7 +47,7 @@ from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
 from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
-from detector import Detector, ImageLimits, ModelInfo
+from detector import ImageLimits, ModelInfo
 from detector.runtime import default_threads
 
 __all__ = ["LoadedDetector", "Service", "in_flight_limit"]
@@ -141,26 +142,13 @@ class Service:
             began = time.monotonic()
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())
-            detector = Detector.from_checkpoint(
-                model.checkpoint,
-                device=model.device,
-                precision=model.precision,
-                limits=self._limits(),
-                runtime=model.runtime,
-            )
-            expected = model.checkpoint_sha256
-            if expected is not None and detector.info.weights_sha256 != expected.lower():
-                raise ConfigurationError(
-                    f"checkpoint sha256 {detector.info.weights_sha256} != expected {expected}"
-                )
-            if model.warmup:
-                detector.warmup()
+            detector = load_detector(model, self._limits())  # checkpoint + adapters, warm
             log.info(
                 "model_loaded",
                 seconds=round(time.monotonic() - began, 2),
                 **detector.info.to_dict(),
             )
-            self.detector = detector
+            self.detector = reloader_for(model, self._limits(), detector, self.metrics, self._stop)
         self.metrics.set_model_info(_info_dict(self.detector.info))
         self.health.model_ready = True
         return self.detector

@@ -142,6 +142,8 @@ class ModelSettings(_Section):
     warmup: bool = True
     torch_threads: int | None = Field(default=None, ge=1)
     runtime: Literal["torch", "onnxruntime", "eager"] = "torch"
+    adapters_dir: Path | None = None
+    reload_poll_s: float = Field(default=2.0, ge=0.0)
 
 
 class DecodeSettings(_Section):

@@ -52,8 +52,10 @@ class CachedPrediction(Prediction):
 
 
 def model_key(info: ModelInfo) -> str:
-    """What must match for a cached prediction to be reused: weights and threshold."""
-    return f"{info.name}:{info.version}:{info.weights_sha256}:{info.threshold:.6f}"
+    """What must match for a cached prediction to be reused: weights, threshold, adapters."""
+    key = f"{info.name}:{info.version}:{info.weights_sha256}:{info.threshold:.6f}"
+    adapters = getattr(info, "adapters", ())
+    return key + "".join(f":{a.sha256}" for a in adapters)
 
 
 class VerdictCache:
@@ -226,7 +228,9 @@ class CachingPredictor:
             firsts = [positions[0] for positions in todo.values()]
             fresh = self.model.predict([images[i] for i in firsts])
             for positions, prediction in zip(todo.values(), fresh, strict=True):
-                self.cache.put(images[positions[0]].sha256, key, prediction)
+                made_by = getattr(prediction, "model_info", None)  # a reload may have happened
+                own_key = key if made_by is None else model_key(made_by)
+                self.cache.put(images[positions[0]].sha256, own_key, prediction)
                 results[positions[0]] = prediction
                 for duplicate in positions[1:]:
                     results[duplicate] = _as_cached(prediction)

@@ -1,5 +1,7 @@
 """Command line: ``python -m detector {predict,init-checkpoint,convert}``.
 
+``adapt`` (few-shot adapters, :mod:`detector.adapters.cli`) needs the training package too.
+
 The training package adds ``train``, ``calibrate`` and ``evaluate`` through
 ``detector.training.cli.register(subparsers)`` when it is installed.
 """
@@ -29,6 +31,14 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("predict", help="score images; one JSON line per image")
     p.add_argument("images", nargs="+", type=Path, help="image files")
     p.add_argument("--checkpoint", required=True, type=Path, help="safetensors checkpoint")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        default=[],
+        type=Path,
+        dest="adapters",
+        help="few-shot adapter file (repeatable): adds an 'attribution' field per image",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--batch-size", type=int, default=16)
@@ -108,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
         training_cli = None
     if training_cli is not None:
         training_cli.register(sub)
+        from detector.adapters.cli import register as register_adapt
+
+        register_adapt(sub)
     return parser
 
 
@@ -125,6 +138,7 @@ def _predict(args: argparse.Namespace) -> int:
         deterministic=args.deterministic,
         max_batch=args.batch_size,
         runtime=args.runtime,
+        adapters=args.adapters,
     )
     signals = _Signals(args)
     paths: list[Path] = list(args.images)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torchvision
@@ -19,7 +20,12 @@ from detector.fuse import RUNTIMES, inference_copy
 from detector.model import GLFF, GLFFOutput, GlobalOnly
 from detector.runtime import prefetch
 
+if TYPE_CHECKING:
+    from detector.adapters import Adapter, Attribution
+
 __all__ = ["Detector", "ModelInfo", "PatchEvidence", "Prediction"]
+
+log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -52,9 +58,27 @@ class Prediction:
     global_attention: float
     width: int
     height: int
+    attribution: Attribution | None = None
+    """Per-generator scores when adapters are loaded (then ``score`` is the combined one)."""
+    model_info: ModelInfo | None = field(default=None, compare=False, repr=False)
+    """The model that produced this prediction (differs across a hot reload)."""
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data.pop("model_info", None)
+        if self.attribution is None:
+            data.pop("attribution", None)
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class AdapterInfo:
+    """One loaded adapter, for stamps and logs."""
+
+    generator: str
+    sha256: str
+    method: str
+    threshold: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +98,7 @@ class ModelInfo:
     torchvision_version: str
     device: str
     precision: str
+    adapters: tuple[AdapterInfo, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,6 +149,7 @@ class Detector:
         limits: ImageLimits | None = None,
         runtime: str = "torch",
         channels_last: bool | None = None,
+        adapters: Sequence[Adapter] = (),
     ) -> None:
         self.device = _resolve_device(device)
         self.precision = _resolve_precision(precision, self.device)
@@ -137,6 +163,11 @@ class Detector:
         self.max_batch = max_batch
         self.max_padded_pixels = max_padded_pixels
         self.deterministic = deterministic
+        if adapters and runtime != "eager":
+            # adapters split the trunk by module index (detector.adapters.tail), which the
+            # folded / ONNX Runtime copies do not keep: serve base + adapters unfolded
+            log.info("runtime %r -> 'eager': adapters need the unfolded trunk", runtime)
+            runtime = self.runtime = "eager"
         # an optimized copy (batch norm folded, maybe ONNX Runtime); ``model`` is left untouched
         try:
             model = cast(GLFF | GlobalOnly, inference_copy(model, runtime, device=self.device))
@@ -155,6 +186,12 @@ class Detector:
         if isinstance(model, GLFF) and deterministic:
             model.generator = torch.Generator(device=self.device).manual_seed(0)
         self.model = model
+        self.adapters = list(adapters)
+        self._split = self.adapters[0].metadata.split if self.adapters else 0
+        if any(a.metadata.split != self._split for a in self.adapters):
+            raise DetectorError("all adapters must split the model at the same trunk module")
+        for adapter in self.adapters:
+            adapter.tail.to(self.device)
         cfg = metadata.config
         self.info = ModelInfo(
             name=metadata.name,
@@ -170,6 +207,9 @@ class Detector:
             torchvision_version=torchvision.__version__,
             device=str(self.device),
             precision=self.precision,
+            adapters=tuple(
+                AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in self.adapters
+            ),
         )
 
     @classmethod
@@ -178,16 +218,26 @@ class Detector:
         path: str | Path,
         device: str = "auto",
         precision: str = "auto",
+        adapters: Sequence[str | Path] = (),
         **kwargs: Any,
     ) -> Detector:
-        """Load a safetensors checkpoint (see :mod:`detector.checkpoint`); never unpickles."""
+        """Load a safetensors checkpoint (see :mod:`detector.checkpoint`) and optional adapter
+        files (:mod:`detector.adapters`), each checked against the checkpoint's sha256; never
+        unpickles."""
         model, metadata = load_checkpoint(path)
+        sha = file_sha256(path)
+        loaded = []
+        if adapters:
+            from detector.adapters import load_adapter
+
+            loaded = [load_adapter(a, model, sha) for a in adapters]
         return cls(
             model,
             metadata,
-            weights_sha256=file_sha256(path),
+            weights_sha256=sha,
             device=device,
             precision=precision,
+            adapters=loaded,
             **kwargs,
         )
 
@@ -202,11 +252,24 @@ class Detector:
         self._run([image, image])
 
     def _run(self, pixels_list: Sequence[torch.Tensor]) -> GLFFOutput:
+        return self._run_all(pixels_list)[0]
+
+    def _run_all(self, pixels_list: Sequence[torch.Tensor]) -> tuple[GLFFOutput, torch.Tensor]:
+        """Base outputs and adapter logits ``[B, A]`` (``A`` = 0 without adapters)."""
         pixels, sizes = collate_images(pixels_list)
         pixels = pixels.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
-            out = self.model(pixels, sizes.to(self.device))
-        return GLFFOutput(*(t.float().cpu() if t.is_floating_point() else t.cpu() for t in out))
+            if self.adapters and isinstance(self.model, GLFF):
+                from detector.adapters.multi import forward_with_adapters
+
+                out, extra = forward_with_adapters(
+                    self.model, self._split, self.adapters, pixels, sizes.to(self.device)
+                )
+            else:
+                out = self.model(pixels, sizes.to(self.device))
+                extra = out.logits.new_zeros(out.logits.shape[0], 0)
+        cpu = GLFFOutput(*(t.float().cpu() if t.is_floating_point() else t.cpu() for t in out))
+        return cpu, extra.float().cpu()
 
     def predict(self, images: Sequence[DecodedImage | ImageInput]) -> list[Prediction]:
         """Score images of any sizes and modes, in input order.
@@ -229,14 +292,37 @@ class Detector:
         results: list[Prediction | None] = [None] * len(decoded)
         sizes = [(d.height, d.width) for d in decoded]
         for group in group_by_size(sizes, self.max_batch, self.max_padded_pixels):
-            out = self._run([decoded[i].pixels for i in group])
+            out, extra = self._run_all([decoded[i].pixels for i in group])
             for row, index in enumerate(group):
-                results[index] = self._prediction(out, row, decoded[index])
+                results[index] = self._prediction(out, row, decoded[index], extra[row])
         return [r for r in results if r is not None]
 
-    def _prediction(self, out: GLFFOutput, row: int, image: DecodedImage) -> Prediction:
+    def _attribution(self, score: float, adapter_logits: torch.Tensor) -> Attribution:
+        from detector.adapters.multi import AdapterScore, combine
+
+        heads = []
+        for adapter, logit in zip(self.adapters, adapter_logits.tolist(), strict=True):
+            s = float(torch.sigmoid(torch.tensor(logit)))
+            heads.append(
+                AdapterScore(
+                    adapter.name, s, adapter.threshold, s >= adapter.threshold, adapter.sha256
+                )
+            )
+        return combine(score, self.metadata.threshold, heads)
+
+    def _prediction(
+        self,
+        out: GLFFOutput,
+        row: int,
+        image: DecodedImage,
+        adapter_logits: torch.Tensor | None = None,
+    ) -> Prediction:
         score = float(torch.sigmoid(out.logits[row]))
         threshold = self.metadata.threshold
+        attribution = None
+        if self.adapters and adapter_logits is not None:
+            attribution = self._attribution(score, adapter_logits)
+            score = attribution.score
         attention = out.attention[row].tolist()
         k = out.boxes.shape[1]
         order = sorted(range(k), key=lambda j: -attention[j])
@@ -261,6 +347,8 @@ class Detector:
             global_attention=float(attention[k]),
             width=image.width,
             height=image.height,
+            attribution=attribution,
+            model_info=self.info,
         )
 
     def iter_predict(

@@ -36,7 +36,10 @@ from schemas.provenance import (
 )
 from schemas.verdict import (
     VERDICT_EVENT_TYPE,
+    AdapterStamp,
+    Attribution,
     Box,
+    GeneratorScore,
     ImageInfo,
     Label,
     ModelStamp,
@@ -55,6 +58,8 @@ __all__ = [
     "MAX_INLINE_VALUE_BYTES",
     "MAX_METADATA_BYTES",
     "VERDICT_EVENT_TYPE",
+    "AdapterStamp",
+    "Attribution",
     "Box",
     "CacheMatch",
     "DeadLetter",
@@ -62,6 +67,7 @@ __all__ = [
     "Encoding",
     "ErrorCode",
     "EventError",
+    "GeneratorScore",
     "Header",
     "Headers",
     "HeadersLike",

@@ -84,6 +84,41 @@ class ImageInfo(WireModel):
     size_bytes: Annotated[int, Field(ge=0)] | None = None
 
 
+class AdapterStamp(WireModel):
+    """One few-shot adapter loaded on top of the base weights (see docs/adaptation.md)."""
+
+    generator: ShortStr
+    """The generator the adapter was taught."""
+    sha256: Sha256Hex
+    """SHA-256 of the adapter file."""
+    method: ShortStr
+    """``lora``, ``head`` or ``full``."""
+    threshold: UnitFloat
+    """The adapter's own decision threshold."""
+
+
+class GeneratorScore(WireModel):
+    """One head's score: the base model (``generator`` = ``base``) or an adapter."""
+
+    generator: ShortStr
+    score: UnitFloat
+    threshold: UnitFloat
+    is_synthetic: bool
+    adapter_sha256: Sha256Hex | None = None
+
+
+class Attribution(WireModel):
+    """Which known generator the image looks like, from the base and its adapters.
+
+    The verdict's ``score``/``label`` are the combined decision: synthetic iff any head is at or
+    over its own threshold (each head's logit is shifted so its threshold meets the base's,
+    and the maximum is taken)."""
+
+    generator: ShortStr | None = None
+    """The adapter's generator that decided the label; None: the base (or real)."""
+    scores: Annotated[list[GeneratorScore], Field(max_length=64)]
+
+
 class ModelStamp(WireModel):
     """Everything needed to reproduce the score: which weights, how configured, on what."""
 
@@ -101,6 +136,8 @@ class ModelStamp(WireModel):
     arch: ShortStr | None = None
     backbone: ShortStr | None = None
     patch_strategy: ShortStr | None = None
+    adapters: Annotated[list[AdapterStamp], Field(max_length=64)] | None = None
+    """Few-shot adapters served with the base weights; None when there are none."""
 
 
 class SourceCoordinates(WireModel):
@@ -179,6 +216,8 @@ class Verdict(WireModel):
     pdq: PdqInfo | None = None
     """PDQ perceptual hash of the image."""
     replay: ReplayInfo | None = None
+    attribution: Attribution | None = None
+    """Per-generator scores when the model carries adapters; None otherwise."""
     metadata: Metadata = Field(default_factory=dict)
     """The event's metadata, passed through for the audit trail."""
 

@@ -52,6 +52,7 @@ class ReplayOptions:
     run_id: str | None = None
     state_file: Path | None = None
     checkpoint: Path | None = None
+    adapters: list[Path] | None = None  # None: the configured model.adapters_dir
     threshold: float | None = None
     compare: bool = False
     verdict_topic: str | None = None
@@ -161,11 +162,16 @@ def _new_state(
 
 def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) -> Any:
     if detector is None:
+        from consumer.model_reload import adapter_files
         from detector import Detector
 
         m = settings.model
+        adapters = adapter_files(m) if options.adapters is None else options.adapters
         detector = Detector.from_checkpoint(
-            options.checkpoint or m.checkpoint, device=m.device, precision=m.precision
+            options.checkpoint or m.checkpoint,
+            device=m.device,
+            precision=m.precision,
+            adapters=adapters,
         )
     if options.threshold is not None:  # a candidate threshold: same weights, new labels
         detector.metadata = replace(detector.metadata, threshold=options.threshold)
@@ -253,6 +259,13 @@ def register(sub: Any) -> None:
     p.add_argument("--run-id", help="name the run; the same id resumes it")
     p.add_argument("--state-file", type=Path, help="progress file (default: next to output)")
     p.add_argument("--checkpoint", type=Path, help="candidate checkpoint (default: model.*)")
+    p.add_argument(
+        "--adapter",
+        action="append",
+        type=Path,
+        dest="adapters",
+        help="candidate adapter file (repeatable; default: the files in model.adapters_dir)",
+    )
     p.add_argument("--threshold", type=float, help="candidate decision threshold")
     p.add_argument("--compare", action="store_true", help="join with the recorded verdicts")
     p.add_argument("--verdict-topic", help="recorded verdicts (default: kafka.verdict_topic)")
@@ -286,6 +299,7 @@ def main(args: argparse.Namespace) -> int:
             run_id=args.run_id,
             state_file=args.state_file,
             checkpoint=args.checkpoint,
+            adapters=args.adapters,
             threshold=args.threshold,
             compare=args.compare,
             verdict_topic=args.verdict_topic,
