@@ -165,6 +165,11 @@ def _add_synth_fakes(sub: Subparsers) -> None:
     p.add_argument("--crop", type=int, default=64, help="training crop side")
     p.add_argument("--width", type=int, default=32, help="autoencoder channels")
     p.add_argument("--limit", type=int, help="use only the first N photos")
+    p.add_argument(
+        "--no-colour-match",
+        action="store_true",
+        help="keep the raw reconstruction colours (default: matched to the photo's)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_synth_fakes)
@@ -305,6 +310,7 @@ def _synth_fakes(args: argparse.Namespace) -> int:
         crop=args.crop,
         width=args.width,
         seed=args.seed,
+        match_colour=not args.no_colour_match,
     )
     manifest = synthesize(
         args.real, args.out, cfg, split=args.split, limit=args.limit, progress=not args.no_progress

@@ -11,7 +11,8 @@ real photos themselves, on the CPU, with the decoder upsampling kinds generators
 * ``bilinear``: bilinear upsampling then a 3x3 convolution;
 * ``pixelshuffle``: a convolution to 4x channels then sub-pixel shuffle;
 
-each at total factors 2, 4 or 8 (one 2x stage per factor of two). Every real photo is
+each at total factors 2, 4 or 8 (one 2x stage per factor of two). The reconstruction gets the
+photo's per-channel colour mean and spread back (:func:`match_colour`). Every real photo is
 reconstructed by one autoencoder (assigned round-robin after a seeded shuffle) at its own
 resolution, written as PNG, and ``manifest.csv`` links each fake to its real photo. The same
 seed gives the same files.
@@ -107,6 +108,7 @@ class SynthConfig:
     lr: float = 2e-3
     width: int = 32
     seed: int = 0
+    match_colour: bool = True
 
 
 def real_images(source: Path, split: str | None = None) -> list[Path]:
@@ -173,6 +175,19 @@ def reconstruct(ae: AutoEncoder, pixels: torch.Tensor) -> torch.Tensor:
     return (y * 255.0).round().clamp(0, 255).to(torch.uint8)
 
 
+def match_colour(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """Give ``fake`` (uint8 ``[3, H, W]``) the per-channel mean and spread of ``real``.
+
+    Small autoencoders trained for a minute drift in colour; without this a detector could
+    learn "washed-out colours" instead of the decoder's upsampling fingerprint.
+    """
+    f, r = fake.double(), real.double()
+    fm, fs = f.mean(dim=(1, 2), keepdim=True), f.std(dim=(1, 2), keepdim=True)
+    rm, rs = r.mean(dim=(1, 2), keepdim=True), r.std(dim=(1, 2), keepdim=True)
+    out = (f - fm) / fs.clamp(min=1e-3) * rs + rm
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
 def synthesize(
     source: Path,
     out: Path,
@@ -217,6 +232,8 @@ def synthesize(
         a = j % len(models)
         ae = models[a]
         fake = reconstruct(ae, pixels[idx])
+        if cfg.match_colour:
+            fake = match_colour(fake, pixels[idx])
         real = kept[idx]
         name = f"{real.stem}-{ae.kind}-x{ae.factor}.png"
         Image.fromarray(fake.permute(1, 2, 0).numpy()).save(out / name)
