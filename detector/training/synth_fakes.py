@@ -158,7 +158,7 @@ def train_autoencoder(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    return ae.eval(), float(loss)
+    return ae.eval(), float(loss.detach())
 
 
 @torch.no_grad()

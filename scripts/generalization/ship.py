@@ -9,7 +9,7 @@ ImageNet MobileNetV2 trunk plus the trained head, stored in fp16 with the thresh
 recipe in its metadata.
 
     python scripts/generalization/ship.py --recipe debias+aligned+npr --views glff \
-        --out detector/checkpoints/demo-glff-mobilenet_v2.safetensors
+        --out detector/checkpoints/demo-mobilenet_v2.safetensors
 """
 
 from __future__ import annotations
@@ -50,7 +50,8 @@ def main() -> None:
     ap.add_argument("--lofo", type=Path, default=Path("runs/lofo"))
     ap.add_argument("--synth", type=Path, default=Path("runs/synth/manifest.csv"))
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--name", default="demo-glff-mobilenet_v2")
+    ap.add_argument("--subset", type=Path, help="CSV of the only image paths to train on")
+    ap.add_argument("--name", default="demo-mobilenet_v2")
     ap.add_argument("--version", default="0.2.0")
     ap.add_argument("--record", type=Path, default=Path("runs/study"), help="rows and scores")
     args = ap.parse_args()
@@ -60,6 +61,9 @@ def main() -> None:
     every = rows(fold / "train.csv") + rows(fold / "val.csv") + rows(fold / "test.csv")
     held = {r["path"] for r in rows(fold / "test.csv") if r["label"] == "0"}
     usable = [r for r in every if r["path"] not in held]
+    if args.subset:
+        keep = {r["path"] for r in rows(args.subset)}
+        usable = [r for r in usable if r["path"] in keep]
     train = [r for r in usable if r["split"] == "train"]
     val = [r for r in usable if r["split"] == "val"]
     if not recipe.generators:
@@ -133,6 +137,7 @@ def main() -> None:
             "val_ap": val_ap,
             "calibration": cal.to_dict(),
             "script": "scripts/generalization/ship.py",
+            "subset": str(args.subset) if args.subset else None,
         },
     )
     model.half()

@@ -65,13 +65,14 @@ class Features:
     def table(self, name: str) -> dict[str, np.ndarray]:
         if name not in self.cache:
             table: dict[str, np.ndarray] = {}
-            for path in sorted(self.folder.glob(f"{name}.npz")) + sorted(
-                self.folder.glob(f"synth-{name}.npz")
-            ):
-                data = np.load(path)
-                table.update(
-                    zip(data["paths"].tolist(), data["feats"].astype(np.float32), strict=True)
-                )
+            # <name>.npz, plus synth-<name>.npz (synthetic fakes) and glffsub-<name>.npz
+            # (the GLFF comparison's subset)
+            for prefix in ("", "synth-", "glffsub-"):
+                for path in sorted(self.folder.glob(f"{prefix}{name}.npz")):
+                    data = np.load(path)
+                    table.update(
+                        zip(data["paths"].tolist(), data["feats"].astype(np.float32), strict=True)
+                    )
             self.cache[name] = table
         return self.cache[name]
 
@@ -98,7 +99,7 @@ def synth_rows(synth_manifest: Path, reals: list[dict[str, str]]) -> list[dict[s
     out = []
     for r in rows(synth_manifest):
         if r["real_path"] in wanted:
-            out.append({"path": str(synth_manifest.parent / r["path"]), "label": "1"})
+            out.append({"path": str(synth_manifest.resolve().parent / r["path"]), "label": "1"})
     return out
 
 
@@ -159,10 +160,20 @@ def fusion_scores(model: FusionHead, x: np.ndarray) -> np.ndarray:
 
 
 def run_fold(
-    feats: Features, lofo: Path, synth: Path, recipe: Recipe, fold: str
+    feats: Features,
+    lofo: Path,
+    synth: Path,
+    recipe: Recipe,
+    fold: str,
+    subset: set[str] | None = None,
 ) -> dict[str, Any] | None:
-    """Train on the fold's training rows, calibrate on its validation rows, test."""
+    """Train on the fold's training rows, calibrate on its validation rows, test.
+
+    With ``subset``, only rows whose path is in it are used (the GLFF comparison's budget).
+    """
     train, val, test = (rows(lofo / fold / f"{n}.csv") for n in ("train", "val", "test"))
+    if subset is not None:
+        train, val, test = ([r for r in p if r["path"] in subset] for p in (train, val, test))
     if not recipe.generators:
         train = [r for r in train if r["label"] == "0"]
         val = [r for r in val if r["label"] == "0"]
@@ -303,17 +314,20 @@ def main() -> None:
     ap.add_argument("--views", default="global", choices=["global", "glff"])
     ap.add_argument("--folds", nargs="+", default=list(FOLDS))
     ap.add_argument("--out", type=Path, default=Path("runs/study/table.md"))
+    ap.add_argument("--subset", type=Path, help="CSV of the only image paths to use")
+    ap.add_argument("--tag", default="", help="appended to every row's recipe name")
     args = ap.parse_args()
+    subset = {r["path"] for r in rows(args.subset)} if args.subset else None
     torch.set_num_threads(1)
     feats = Features(args.feats)
     results: dict[str, list[dict[str, Any]]] = {}
     for name in args.recipes:
         base = RECIPES[name]
         recipe = Recipe(base.repr, base.train_cond, base.synth, base.generators, args.views)
-        label = name if args.views == "global" else f"{name} (GLFF)"
+        label = (name if args.views == "global" else f"{name} (GLFF)") + args.tag
         folds = []
         for fold in args.folds:
-            res = run_fold(feats, args.lofo, args.synth, recipe, fold)
+            res = run_fold(feats, args.lofo, args.synth, recipe, fold, subset)
             if res is None:
                 print(f"{label} / {fold}: features missing, skipped", flush=True)
                 continue
