@@ -108,8 +108,12 @@ def evaluate(
                 progress=progress,
                 desc=f"{base.name} jpeg q{quality}",
             )
-            info = {**base.meta, "reencode_jpeg": quality, "skipped_files": skips.errors}
-            requalified.append(Scored(base.name, samples, s, base.threshold, info))
+            requalified_info: dict[str, Any] = {
+                **base.meta,
+                "reencode_jpeg": quality,
+                "skipped_files": skips.errors,
+            }
+            requalified.append(Scored(base.name, samples, s, base.threshold, requalified_info))
         sub = write_reports(out / f"jpeg-q{quality}", requalified, group_by, families)
         paths.update({f"jpeg_q{quality}_{k}": v for k, v in sub.items()})
     if robustness:

@@ -191,9 +191,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
             group["lr"] = controller.lr
 
     debias = cfg.debias_config()
-    train_transform: TrainAugment | DebiasAugment = TrainAugment(cfg.augment())
+    paper_augment = TrainAugment(cfg.augment())
+    train_transform: TrainAugment | DebiasAugment = paper_augment
     if debias is not None:
-        train_transform = DebiasAugment(debias, then=train_transform)
+        train_transform = DebiasAugment(debias, then=paper_augment)
     train_set = ImageDataset(train_samples, train_transform, seed=cfg.seed)
     val_transform: ValidationAugment | DebiasAugment | None = (
         ValidationAugment(cfg.augment(), cfg.val_blur_sigma, cfg.val_jpeg_quality)
