@@ -48,7 +48,7 @@ DEFAULT_CHECKPOINT = (
     Path(__file__).resolve().parent.parent
     / "detector"
     / "checkpoints"
-    / "demo-glff-mobilenet_v2.safetensors"
+    / "demo-mobilenet_v2.safetensors"
 )
 _DICT_SETTINGS = ("librdkafka", "consumer_overrides", "producer_overrides")
 _SECRET_KEY_PARTS = ("password", "secret", "token", "key.pem", "sasl.oauthbearer.config")

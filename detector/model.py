@@ -27,9 +27,10 @@ from torch import nn
 
 from detector.affm import AFFM
 from detector.backbones import BACKBONES, Backbone, build_backbone
-from detector.crops import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize, normalize, prepare_pixels
+from detector.crops import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize, prepare_pixels
 from detector.patches import PATCH_STRATEGIES, num_patches, select_patches, with_activations
 from detector.psm import central_squares
+from detector.representation import INPUT_REPRS, adapt_first_conv, normalize_input, represent
 
 __all__ = ["GLFF", "GLFFOutput", "GlobalOnly", "ModelConfig", "build_model", "count_parameters"]
 
@@ -53,6 +54,7 @@ class ModelConfig:
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    input_repr: str = "rgb"  # "rgb" | "npr" (upsampling residual) | "both" (6 channels)
 
     def __post_init__(self) -> None:
         problems = []
@@ -67,6 +69,8 @@ class ModelConfig:
             problems.append(f"local_backbone {self.local_backbone!r}")
         if self.suppression not in ("grid", "iou"):
             problems.append(f"suppression {self.suppression!r}")
+        if self.input_repr not in INPUT_REPRS:
+            problems.append(f"input_repr {self.input_repr!r} not in {INPUT_REPRS}")
         if self.input_size != 224:
             problems.append("input_size must be 224 (the PSM assumes a 7x7 feature map)")
         if problems:
@@ -113,19 +117,21 @@ class GLFF(nn.Module):
         self.channels_last = False
         self.generator: torch.Generator | None = None
         self.backbone = build_backbone(config.backbone, backbone_weights)
+        adapt_first_conv(self.backbone, config.input_repr)
         channels = self.backbone.out_channels
         self.embed = nn.Linear(channels, config.embed_dim)
         self.local_backbone: Backbone | None = None
         self.local_embed: nn.Linear | None = None
         if config.local_backbone == "separate":
             self.local_backbone = build_backbone(config.backbone, backbone_weights)
+            adapt_first_conv(self.local_backbone, config.input_repr)
             self.local_embed = nn.Linear(channels, config.embed_dim)
         self.fusion = AFFM(config.embed_dim, config.heads, config.ff_dim, config.depth)
         self.head = nn.Linear(config.embed_dim, 1)
 
     def _features(self, crops: torch.Tensor, local: bool) -> torch.Tensor:
-        """``[N, 3, S, S]`` crops in [0, 255] -> ``[N, C, 7, 7]`` feature maps."""
-        x = normalize(crops, self.config.mean, self.config.std)
+        """``[N, 3|6, S, S]`` crops of the represented image -> ``[N, C, 7, 7]`` feature maps."""
+        x = normalize_input(crops, self.config.input_repr, self.config.mean, self.config.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         net = self.local_backbone if local and self.local_backbone is not None else self.backbone
@@ -140,7 +146,7 @@ class GLFF(nn.Module):
         """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
         cfg = self.config
         sizes = sizes.to(pixels.device)
-        images = prepare_pixels(pixels, sizes)
+        images = prepare_pixels(represent(pixels, cfg.input_repr), sizes)
         square = central_squares(sizes).unsqueeze(1)  # [B, 1, 4]
         b, s, k = images.shape[0], cfg.input_size, num_patches(cfg.patch_strategy)
         if cfg.patch_strategy == "psm":
@@ -185,13 +191,15 @@ class GlobalOnly(nn.Module):
         self.config = config
         self.channels_last = False
         self.backbone = build_backbone(config.backbone, backbone_weights)
+        adapt_first_conv(self.backbone, config.input_repr)
         self.head = nn.Linear(self.backbone.out_channels, 1)
 
     def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
         sizes = sizes.to(pixels.device)
-        images = prepare_pixels(pixels, sizes)
+        cfg = self.config
+        images = prepare_pixels(represent(pixels, cfg.input_repr), sizes)
         crops = crop_and_resize(images, central_squares(sizes).unsqueeze(1), 224)[:, 0]
-        x = normalize(crops, self.config.mean, self.config.std)
+        x = normalize_input(crops, cfg.input_repr, cfg.mean, cfg.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = self.head(self.backbone(x).mean(dim=(2, 3))).squeeze(1).float()

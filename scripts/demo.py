@@ -2,9 +2,11 @@
 
 1. starts a real single-node Kafka broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``);
 2. publishes one image event per picture in ``DEMO_IMAGES`` (default: scikit-image's sample
-   photos), mixing the event formats: binary mode with the raw image, binary mode by URL,
-   structured mode with base64, structured mode by URL (served from a local HTTP server),
-   plus two bad events to show the dead-letter path;
+   photos plus a few synthetic images the demo makes from them with ``synth-fakes``: the
+   photos reconstructed by small autoencoders, trained here in seconds), mixing the event
+   formats: binary mode with the raw image, binary mode by URL, structured mode with base64,
+   structured mode by URL (served from a local HTTP server), plus two bad events to show
+   the dead-letter path;
 3. runs the service (``consumer.Service``) with the demo checkpoint until every event has a
    verdict or a dead letter;
 4. prints one line per verdict and writes ``demo-out/index.html`` with each image, its verdict
@@ -58,8 +60,35 @@ SKIMAGE_SAMPLES = (
 TOPIC_IMAGES, TOPIC_VERDICTS, TOPIC_DLQ = "demo.images", "demo.verdicts", "demo.images.dlq"
 
 
+SYNTHETIC_FROM = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left.png")
+
+
+def synthetic_samples(photos: list[Path], folder: Path) -> list[Path]:
+    """Synthetic images made here: ``synth-fakes`` on a few of the photos (seeded, cached).
+
+    Small autoencoders with transposed-convolution and nearest-neighbour decoders are trained
+    on the photos for a few seconds and each photo's reconstruction is written as
+    ``synthetic-<name>.png``: an image no camera took, with a decoder's upsampling fingerprint.
+    """
+    from detector.training.synth_fakes import SynthConfig, synthesize
+
+    sources = [p for p in photos if p.name in SYNTHETIC_FROM]
+    done = folder / "synthetic" / "manifest.csv"
+    if not done.exists():
+        shutil.rmtree(folder / "synthetic", ignore_errors=True)
+        staging = folder / "sources"
+        staging.mkdir(parents=True, exist_ok=True)
+        for p in sources:
+            shutil.copyfile(p, staging / p.name)
+        cfg = SynthConfig(kinds=("tconv", "nearest"), factors=(2, 4), steps=60, seed=0)
+        print(f"[demo] making {len(sources)} synthetic images with synth-fakes ...")
+        synthesize(staging, folder / "synthetic", cfg, progress=False)
+    return sorted((folder / "synthetic").glob("*.png"))
+
+
 def demo_images() -> list[Path]:
-    """``DEMO_IMAGES`` (a folder) or scikit-image's bundled sample photos."""
+    """``DEMO_IMAGES`` (a folder) or scikit-image's sample photos plus synthetic images made
+    from them, all copied into one folder (the demo's HTTP server serves one folder)."""
     folder = os.environ.get("DEMO_IMAGES")
     if folder:
         paths = sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
@@ -69,7 +98,16 @@ def demo_images() -> list[Path]:
     import skimage.data
 
     data_dir = Path(skimage.data.__file__).parent
-    return [data_dir / name for name in SKIMAGE_SAMPLES if (data_dir / name).exists()]
+    photos = [data_dir / name for name in SKIMAGE_SAMPLES if (data_dir / name).exists()]
+    work = ROOT / ".run" / "demo-images"
+    served = work / "served"
+    served.mkdir(parents=True, exist_ok=True)
+    images = []
+    for p in photos + synthetic_samples(photos, work):
+        name = p.name if p in photos else f"synthetic-{p.name}"
+        shutil.copyfile(p, served / name)
+        images.append(served / name)
+    return images
 
 
 @contextmanager

@@ -135,3 +135,54 @@ class Perturb:
 
     def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
         return degrade(img, self.blur_sigma, self.jpeg_quality)
+
+
+@dataclass(frozen=True)
+class DebiasConfig:
+    """Format debiasing: the same random crop and re-encode for every image of either class."""
+
+    crop_min: float = 0.6  # side of the random crop as a fraction of each image side, U[min, 1]
+    jpeg_prob: float = 1.0  # else a lossless (PNG) round trip, i.e. the pixels unchanged
+    jpeg_quality_min: int = 65
+    jpeg_quality_max: int = 100
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.crop_min <= 1.0:
+            raise ValueError("crop_min must be in (0, 1]")
+        if not 0.0 <= self.jpeg_prob <= 1.0:
+            raise ValueError("jpeg_prob must be in [0, 1]")
+        if not 1 <= self.jpeg_quality_min <= self.jpeg_quality_max <= 100:
+            raise ValueError("JPEG quality range must satisfy 1 <= min <= max <= 100")
+
+
+def random_crop(img: Image.Image, fraction: float, rng: np.random.Generator) -> Image.Image:
+    """A crop of ``fraction`` of each side at a position drawn from ``rng`` (two draws)."""
+    w, h = img.size
+    cw, ch = max(1, round(w * fraction)), max(1, round(h * fraction))
+    x0 = int(rng.integers(0, w - cw + 1))
+    y0 = int(rng.integers(0, h - ch + 1))
+    return img.crop((x0, y0, x0 + cw, y0 + ch))
+
+
+class DebiasAugment:
+    """Random crop, then JPEG at a random quality (or a lossless round trip), then the paper's
+    blur/flip augmentation: applied alike to real and synthetic images, so neither the
+    container, the JPEG history nor the image size can tell the classes apart.
+
+    The crop comes first so the new JPEG's 8x8 grid is aligned with the final image.
+    """
+
+    def __init__(self, config: DebiasConfig | None = None, then: TrainAugment | None = None):
+        self.config = config or DebiasConfig()
+        self.then = then
+
+    def __call__(self, img: Image.Image, rng: np.random.Generator) -> Image.Image:
+        c = self.config
+        # Fixed draw order: fraction, x0, y0, jpeg?, quality, then the rest.
+        fraction = rng.uniform(c.crop_min, 1.0)
+        img = random_crop(img, fraction, rng)
+        do_jpeg = rng.random() < c.jpeg_prob
+        quality = int(rng.integers(c.jpeg_quality_min, c.jpeg_quality_max + 1))
+        if do_jpeg:
+            img = jpeg_reencode(img, quality)
+        return self.then(img, rng) if self.then is not None else img

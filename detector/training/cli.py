@@ -1,4 +1,4 @@
-"""``python -m detector {train,calibrate,evaluate}`` (added to the detector's CLI)."""
+"""``python -m detector {train,calibrate,evaluate,synth-fakes}`` (added to the detector's CLI)."""
 
 from __future__ import annotations
 
@@ -36,6 +36,25 @@ def _add_train(sub: Subparsers) -> None:
         help="'imagenet', a .pth state dict, or 'none' for random init",
     )
     p.add_argument("--local-backbone", default="shared", choices=["shared", "separate"])
+    p.add_argument(
+        "--input-repr",
+        default="rgb",
+        choices=["rgb", "npr", "both"],
+        help="backbone input: RGB, the upsampling residual x - up(down(x)), or both (6 channels)",
+    )
+    p.add_argument(
+        "--extra-train",
+        action="append",
+        default=[],
+        metavar="DATA",
+        help="more training data (folder or manifest CSV, e.g. synth-fakes output); repeatable",
+    )
+    p.add_argument(
+        "--debias",
+        action="store_true",
+        help="format debiasing: every image of both classes gets the same random crop and JPEG "
+        "re-encode (q 65-100) in training and validation",
+    )
     p.add_argument(
         "--freeze-backbone",
         type=int,
@@ -110,6 +129,15 @@ def _add_evaluate(sub: Subparsers) -> None:
     p.add_argument("--name", action="append", dest="names", help="method name per checkpoint")
     p.add_argument("--out", type=Path, default=Path("eval"), help="report folder")
     p.add_argument("--robustness", action="store_true", help="blur/JPEG sweeps and Fig. 3 plots")
+    p.add_argument(
+        "--reencode-jpeg",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="Q",
+        help="also report with every image (both classes) re-encoded as JPEG at quality Q, "
+        "e.g. 90 75 (reports under OUT/jpeg-qQ/)",
+    )
     p.add_argument("--blur-sigmas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     p.add_argument(
         "--jpeg-qualities", type=int, nargs="+", default=[100, 90, 80, 70, 60, 50, 40, 30]
@@ -118,11 +146,41 @@ def _add_evaluate(sub: Subparsers) -> None:
     p.set_defaults(func=_evaluate)
 
 
+def _add_synth_fakes(sub: Subparsers) -> None:
+    from detector.training.synth_fakes import FACTORS, UPSAMPLE_KINDS
+
+    p = sub.add_parser(
+        "synth-fakes",
+        help="train small autoencoders on real photos; write each photo's reconstruction as a fake",
+    )
+    p.add_argument(
+        "real", type=Path, help="folder of real photos, or a manifest CSV (label 0 rows)"
+    )
+    p.add_argument("--out", required=True, type=Path, help="folder for the fakes + manifest.csv")
+    p.add_argument("--split", help="manifest split to read (e.g. train)")
+    p.add_argument("--kinds", nargs="+", default=list(UPSAMPLE_KINDS), choices=UPSAMPLE_KINDS)
+    p.add_argument("--factors", nargs="+", type=int, default=[2, 4], choices=FACTORS)
+    p.add_argument("--steps", type=int, default=150, help="training steps per autoencoder")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--crop", type=int, default=64, help="training crop side")
+    p.add_argument("--width", type=int, default=32, help="autoencoder channels")
+    p.add_argument("--limit", type=int, help="use only the first N photos")
+    p.add_argument(
+        "--no-colour-match",
+        action="store_true",
+        help="keep the raw reconstruction colours (default: matched to the photo's)",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_synth_fakes)
+
+
 def register(subparsers: Subparsers) -> None:
-    """Add ``train``, ``calibrate`` and ``evaluate`` to the ``python -m detector`` parser."""
+    """Add ``train``, ``calibrate``, ``evaluate`` and ``synth-fakes`` to ``python -m detector``."""
     _add_train(subparsers)
     _add_calibrate(subparsers)
     _add_evaluate(subparsers)
+    _add_synth_fakes(subparsers)
 
 
 def _logging() -> None:
@@ -145,6 +203,9 @@ def _train(args: argparse.Namespace) -> int:
         "backbone": args.backbone,
         "backbone_weights": None if args.backbone_weights == "none" else args.backbone_weights,
         "local_backbone": args.local_backbone,
+        "input_repr": args.input_repr,
+        "extra_train": tuple(args.extra_train),
+        "debias": args.debias,
         "freeze_backbone": args.freeze_backbone,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
@@ -229,6 +290,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         robustness=args.robustness,
         blur_sigmas=args.blur_sigmas,
         jpeg_qualities=args.jpeg_qualities,
+        reencode_jpeg=args.reencode_jpeg,
         batch_size=args.batch_size,
         workers=args.workers,
         device=args.device,
@@ -237,5 +299,29 @@ def _evaluate(args: argparse.Namespace) -> int:
     if "table2_md" in paths:
         print(paths["table2_md"].read_text())
     print(paths["groups_md"].read_text())
+    for quality in args.reencode_jpeg:
+        print(f"every image re-encoded as JPEG q{quality}:")
+        print(paths[f"jpeg_q{quality}_groups_md"].read_text())
     print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def _synth_fakes(args: argparse.Namespace) -> int:
+    from detector.training.synth_fakes import SynthConfig, synthesize
+
+    _logging()
+    cfg = SynthConfig(
+        kinds=tuple(args.kinds),
+        factors=tuple(args.factors),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        crop=args.crop,
+        width=args.width,
+        seed=args.seed,
+        match_colour=not args.no_colour_match,
+    )
+    manifest = synthesize(
+        args.real, args.out, cfg, split=args.split, limit=args.limit, progress=not args.no_progress
+    )
+    print(json.dumps({"manifest": str(manifest)}))
     return 0

@@ -6,7 +6,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from detector.model import ModelConfig
-from detector.training.augment import AugmentConfig
+from detector.representation import INPUT_REPRS
+from detector.training.augment import AugmentConfig, DebiasConfig
 
 ARCH_ALIASES = {"glff": "glff", "global": "cnn_aug", "cnn_aug": "cnn_aug"}
 
@@ -25,6 +26,9 @@ class TrainConfig:
     backbone: str = "resnet50"
     backbone_weights: str | None = "imagenet"  # "imagenet", a .pth file, or None (random)
     local_backbone: str = "shared"
+    input_repr: str = "rgb"  # rgb | npr | both (backbone input, see detector.representation)
+    extra_train: tuple[str, ...] = ()  # more training manifests/folders (e.g. synth-fakes output)
+    debias: bool = False  # same random crop + JPEG re-encode for both classes (train and val)
     freeze_backbone: int = 0  # first N trunk modules frozen (their BN too)
     epochs: int = 100
     batch_size: int = 64
@@ -58,6 +62,8 @@ class TrainConfig:
             raise ValueError(f"arch must be one of {sorted(ARCH_ALIASES)}")
         if self.monitor not in ("acc", "ap"):
             raise ValueError("monitor must be 'acc' or 'ap'")
+        if self.input_repr not in INPUT_REPRS:
+            raise ValueError(f"input_repr must be one of {INPUT_REPRS}")
         if self.batch_size < 1 or self.accum_steps < 1 or self.epochs < 1:
             raise ValueError("batch_size, accum_steps and epochs must be at least 1")
 
@@ -69,11 +75,16 @@ class TrainConfig:
             backbone=self.backbone,
             patch_strategy="none" if arch == "cnn_aug" else self.patches,
             local_backbone=self.local_backbone,
+            input_repr=self.input_repr,
         )
 
     def augment(self) -> AugmentConfig:
         """Training augmentation settings."""
         return AugmentConfig(blur_prob=self.blur_prob, jpeg_prob=self.jpeg_prob, hflip=self.hflip)
+
+    def debias_config(self) -> DebiasConfig | None:
+        """The format-debiasing pipeline, when ``debias`` is on."""
+        return DebiasConfig() if self.debias else None
 
     @property
     def run_name(self) -> str:
@@ -88,4 +99,7 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         """Inverse of :meth:`to_dict` (unknown keys ignored, for older checkpoints)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        values = {k: v for k, v in data.items() if k in known}
+        if "extra_train" in values:
+            values["extra_train"] = tuple(values["extra_train"])
+        return cls(**values)

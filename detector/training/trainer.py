@@ -24,7 +24,7 @@ from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from detector.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
 from detector.model import GLFF, GlobalOnly, build_model
-from detector.training.augment import TrainAugment, ValidationAugment
+from detector.training.augment import DebiasAugment, TrainAugment, ValidationAugment
 from detector.training.config import TrainConfig
 from detector.training.datasets import ImageDataset, Sample, SkipReport, load_samples, make_loader
 from detector.training.metrics import binary_metrics
@@ -146,6 +146,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
     torch.manual_seed(cfg.seed)
 
     train_samples = load_samples(Path(cfg.train), cfg.train_split)
+    for extra in cfg.extra_train:
+        train_samples += load_samples(Path(extra))
     val_samples = load_samples(Path(cfg.val), cfg.val_split)
     data = {
         "train": summarize(train_samples, cfg.train, cfg.train_split),
@@ -188,12 +190,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> TrainResult:
         for group in optimizer.param_groups:
             group["lr"] = controller.lr
 
-    train_set = ImageDataset(train_samples, TrainAugment(cfg.augment()), seed=cfg.seed)
-    val_transform = (
+    debias = cfg.debias_config()
+    paper_augment = TrainAugment(cfg.augment())
+    train_transform: TrainAugment | DebiasAugment = paper_augment
+    if debias is not None:
+        train_transform = DebiasAugment(debias, then=paper_augment)
+    train_set = ImageDataset(train_samples, train_transform, seed=cfg.seed)
+    val_transform: ValidationAugment | DebiasAugment | None = (
         ValidationAugment(cfg.augment(), cfg.val_blur_sigma, cfg.val_jpeg_quality)
         if cfg.val_degrade
         else None
     )
+    if debias is not None:  # validate the way the model is trained: both classes re-encoded
+        val_transform = DebiasAugment(debias, then=None)
     logger = EpochLogger(out)
     skips = SkipReport(train_samples)
     stop_reason = f"reached --epochs {cfg.epochs}"
