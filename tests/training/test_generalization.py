@@ -14,7 +14,12 @@ import pytest
 import torch
 from PIL import Image
 
-from detector.checkpoint import CheckpointMetadata, read_metadata, save_checkpoint
+from detector.checkpoint import (
+    CheckpointMetadata,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
 from detector.cli import main
 from detector.engine import Detector
 from detector.model import ModelConfig, build_model
@@ -77,7 +82,7 @@ def test_npr_checkpoint_scores_identically_in_detector_and_training_eval(
     np.testing.assert_allclose(from_engine, from_eval, rtol=0, atol=1e-6)
     # The residual really is the input: an RGB model with the same weights scores differently.
     rgb = build_model(ModelConfig(arch="glff", backbone=TINY))
-    rgb.load_state_dict(det.model.state_dict())
+    rgb.load_state_dict(load_checkpoint(path)[0].state_dict())  # det.model is an inference copy
     from_rgb, _ = score_samples(rgb, samples, batch_size=4, progress=False)
     assert not np.allclose(from_rgb, from_eval)
 
