@@ -187,11 +187,17 @@ class Service:
             on_commit=lambda err, parts: holder["commit"].on_commit(err, parts),
         )
         consumer = Consumer(conf)
-        producer = Producer({**producer_config(kafka), "error_cb": self._on_client_error})
+
+        def new_producer() -> Producer:
+            return Producer({**producer_config(kafka), "error_cb": self._on_client_error})
+
+        producer = new_producer()
         policy = CommitPolicy(kafka.commit_interval_s)
         commit: CommitStep
         if kafka.exactly_once:
-            commit = TransactionalCommitStep(consumer, producer, tracker, self.metrics, policy)
+            commit = TransactionalCommitStep(
+                consumer, producer, tracker, self.metrics, policy, new_producer=new_producer
+            )
         else:
             commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
@@ -232,6 +238,8 @@ class Service:
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
+            if isinstance(commit, TransactionalCommitStep):
+                producer = commit.producer  # replaced after lost contact with the cluster
             left = producer.flush(2.0)
             if left:
                 log.warning("unflushed_records", count=left)
@@ -272,6 +280,8 @@ class Service:
             on_failure=commit.on_failure,
             on_undeliverable=on_undeliverable,
         )
+        if isinstance(commit, TransactionalCommitStep):
+            commit.on_new_producer.append(produce.use)
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
         enrich = ProvenanceEnricher(
             self.settings.provenance, self.metrics.registry, getattr(predictor, "cache", None)

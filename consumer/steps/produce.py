@@ -93,6 +93,11 @@ class ProduceStep(ProcessingStep[Outcome]):
         """Records not yet confirmed (queued locally or awaiting a delivery report)."""
         return len(self._backlog) + self._awaiting
 
+    def use(self, producer: Producer) -> None:
+        """Produce with ``producer`` from now on (the old one's records were all aborted)."""
+        self._producer = producer
+        self._awaiting = 0
+
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
             return

@@ -12,6 +12,12 @@ Any failed delivery (:meth:`on_failure`) and any lost assignment (:meth:`on_lost
 the open transaction may hold outputs whose offsets can no longer be committed with them. An
 abort that cannot reach the broker is retried each second; meanwhile the barrier stays up, so
 nothing enters the pipeline. Readers of the output topics use ``isolation.level=read_committed``.
+
+After an abort that followed lost contact with the cluster (a lost assignment, or an abort
+that had to be retried) the producer is *replaced* (``new_producer``; ``init_transactions`` of
+the same ``transactional.id`` fences the old one): librdkafka (2.16) may keep a stale group
+coordinator after a broker restart, and ``send_offsets_to_transaction`` then blocks forever,
+past its timeout (librdkafka issues 5456, 5511).
 """
 
 from __future__ import annotations
@@ -45,9 +51,14 @@ class TransactionalCommitStep(CommitStep):
         metrics: Metrics,
         policy: CommitPolicy | None = None,
         timeout_s: float = 30.0,
+        new_producer: Callable[[], Producer] | None = None,
     ) -> None:
         super().__init__(consumer, tracker, metrics, policy or CommitPolicy())
         self._producer = producer
+        self._new_producer = new_producer
+        self._renew = False
+        self.on_new_producer: list[Callable[[Producer], None]] = []
+        """Called with each replacement producer (the produce step and the service use it)."""
         self._timeout_s = timeout_s
         self._barrier = False
         self._dirty = False
@@ -75,8 +86,14 @@ class TransactionalCommitStep(CommitStep):
         if self._abort_requested is None and self._aborting is None:
             self._abort_requested = f"delivery failed: {reason}"
 
+    @property
+    def producer(self) -> Producer:
+        """The current transactional producer."""
+        return self._producer
+
     def on_lost(self) -> None:
         """Partitions were lost: their outputs in the open transaction must not commit."""
+        self._renew = True
         self._abort("assignment lost")
 
     def poll(self) -> None:
@@ -170,9 +187,25 @@ class TransactionalCommitStep(CommitStep):
             if self._abort_retry_at == 0.0:
                 log.warning("transaction_abort_retry", reason=reason, error=str(error))
             self._abort_retry_at = time.monotonic() + 1.0
+            self._renew = True
             return
         log.warning("transaction_aborted", reason=reason)
         self._aborting, self._abort_retry_at = None, 0.0
         self._dirty = False
         self._last_commit = time.monotonic()
+        if self._renew and self._new_producer is not None:
+            self._replace_producer()
+        self._renew = False
         self._producer.begin_transaction()
+
+    def _replace_producer(self) -> None:
+        """A fresh producer (same ``transactional.id``) after lost contact with the cluster."""
+        assert self._new_producer is not None
+        old = self._producer
+        old.poll(0)  # serve the aborted records' delivery reports (all stale by now)
+        old.close()
+        self._producer = self._new_producer()
+        self._producer.init_transactions(self._timeout_s)
+        for listener in self.on_new_producer:
+            listener(self._producer)
+        log.warning("transaction_producer_replaced")
