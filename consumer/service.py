@@ -189,7 +189,9 @@ class Service:
         consumer = Consumer(conf)
 
         def new_producer() -> Producer:
-            return Producer({**producer_config(kafka), "error_cb": self._on_client_error})
+            # exactly-once: the transaction step handles the producer's fatal errors
+            on_error = self._on_producer_error if kafka.exactly_once else self._on_client_error
+            return Producer({**producer_config(kafka), "error_cb": on_error})
 
         producer = new_producer()
         policy = CommitPolicy(kafka.commit_interval_s)
@@ -311,6 +313,11 @@ class Service:
             self._stop.set()
         else:
             log.warning("kafka_error", error=str(err))
+
+    def _on_producer_error(self, err: KafkaError) -> None:
+        """Transactional producer: a fatal error surfaces in the next transactional call, where
+        the commit step replaces the producer (or stops the service when it was fenced)."""
+        log.log(40 if err.fatal() else 30, "kafka_producer_error", error=str(err))
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:
