@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 import torch
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
@@ -242,11 +242,14 @@ class Service:
         finally:
             if isinstance(commit, TransactionalCommitStep):
                 producer = commit.producer  # replaced after lost contact with the cluster
-            left = producer.flush(2.0)
-            if left:
-                log.warning("unflushed_records", count=left)
-            else:
-                producer.close()  # nothing outstanding: release librdkafka's threads now
+            try:
+                left = producer.flush(2.0)
+                if left:
+                    log.warning("unflushed_records", count=left)
+                else:
+                    producer.close()  # nothing outstanding: release librdkafka's threads now
+            except KafkaException as exc:  # a producer in a fatal state
+                log.warning("producer_close_failed", error=str(exc.args[0]))
 
     def _build_steps(
         self,
