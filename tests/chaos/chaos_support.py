@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from kafka_support import create_topics, end_offsets, image_bytes, unique
 from PIL import Image
 
@@ -232,7 +232,15 @@ class Stage:
         return Ledger(self.bootstrap, [self.verdicts, self.dlq])
 
     def expected(self) -> set[tuple[str, int, int]]:
-        ends = end_offsets(self.bootstrap, self.input, self.partitions)
+        deadline = time.monotonic() + 30
+        while True:  # right after a broker restart the partition may have no leader yet
+            try:
+                ends = end_offsets(self.bootstrap, self.input, self.partitions)
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         return {(self.input, p, o) for p, end in ends.items() for o in range(end)}
 
 
