@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 import torch
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
@@ -175,11 +175,19 @@ class Service:
             on_commit=lambda err, parts: holder["commit"].on_commit(err, parts),
         )
         consumer = Consumer(conf)
-        producer = Producer({**producer_config(kafka), "error_cb": self._on_client_error})
+
+        def new_producer() -> Producer:
+            # exactly-once: the transaction step handles the producer's fatal errors
+            on_error = self._on_producer_error if kafka.exactly_once else self._on_client_error
+            return Producer({**producer_config(kafka), "error_cb": on_error})
+
+        producer = new_producer()
         policy = CommitPolicy(kafka.commit_interval_s)
         commit: CommitStep
         if kafka.exactly_once:
-            commit = TransactionalCommitStep(consumer, producer, tracker, self.metrics, policy)
+            commit = TransactionalCommitStep(
+                consumer, producer, tracker, self.metrics, policy, new_producer=new_producer
+            )
         else:
             commit = CommitStep(consumer, tracker, self.metrics, policy)
         holder["commit"] = commit
@@ -220,11 +228,16 @@ class Service:
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
-            left = producer.flush(2.0)
-            if left:
-                log.warning("unflushed_records", count=left)
-            else:
-                producer.close()  # nothing outstanding: release librdkafka's threads now
+            if isinstance(commit, TransactionalCommitStep):
+                producer = commit.producer  # replaced after lost contact with the cluster
+            try:
+                left = producer.flush(2.0)
+                if left:
+                    log.warning("unflushed_records", count=left)
+                else:
+                    producer.close()  # nothing outstanding: release librdkafka's threads now
+            except KafkaException as exc:  # a producer in a fatal state
+                log.warning("producer_close_failed", error=str(exc.args[0]))
 
     def _build_steps(
         self,
@@ -260,6 +273,8 @@ class Service:
             on_failure=commit.on_failure,
             on_undeliverable=on_undeliverable,
         )
+        if isinstance(commit, TransactionalCommitStep):
+            commit.on_new_producer.append(produce.use)
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
         enrich = ProvenanceEnricher(
             self.settings.provenance, self.metrics.registry, getattr(predictor, "cache", None)
@@ -289,6 +304,11 @@ class Service:
             self._stop.set()
         else:
             log.warning("kafka_error", error=str(err))
+
+    def _on_producer_error(self, err: KafkaError) -> None:
+        """Transactional producer: a fatal error surfaces in the next transactional call, where
+        the commit step replaces the producer (or stops the service when it was fenced)."""
+        log.log(40 if err.fatal() else 30, "kafka_producer_error", error=str(err))
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:

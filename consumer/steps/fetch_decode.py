@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from consumer.backpressure import PixelBudget, Reservation
@@ -35,6 +35,9 @@ _DECODE_CODES: list[tuple[type[ImageError], ErrorCode]] = [
     (UnsupportedImageError, ErrorCode.UNSUPPORTED_MEDIA),
     (ImageDecodeError, ErrorCode.IMAGE_DECODE_ERROR),
 ]
+
+
+_JOIN_POLL_S = 0.05
 
 
 class Fetcher(Protocol):
@@ -84,9 +87,15 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
         self.next_step.poll()
 
     def join(self, timeout: float | None = None) -> None:
+        """Finish pending work, forwarding what is done meanwhile: a worker waiting for pixel
+        room needs the decoded items ahead of it to reach the detector and free theirs."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if self._pending:
-            wait(list(self._pending), timeout=remaining(deadline))
+        while self._pending and remaining(deadline) != 0.0:
+            left = remaining(deadline)
+            step = _JOIN_POLL_S if left is None else min(_JOIN_POLL_S, left)
+            wait(list(self._pending), timeout=step, return_when=FIRST_COMPLETED)
+            self._forward_done()
+            self.next_step.poll()
         self._forward_done()
         self.next_step.join(remaining(deadline))
 

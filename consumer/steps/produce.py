@@ -87,11 +87,18 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._backlog: deque[_Pending] = deque()
         self._awaiting = 0
         self._rejected: OrderedDict[tuple[str, int, int], tuple[Stage, str]] = OrderedDict()
+        self._poll_error = ""
 
     @property
     def pending(self) -> int:
         """Records not yet confirmed (queued locally or awaiting a delivery report)."""
         return len(self._backlog) + self._awaiting
+
+    def use(self, producer: Producer) -> None:
+        """Produce with ``producer`` from now on (the old one's records were all aborted)."""
+        self._producer = producer
+        self._awaiting = 0
+        self._poll_error = ""
 
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
@@ -107,7 +114,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._drain()
 
     def poll(self) -> None:
-        self._producer.poll(0)
+        self._serve(0)
         self._drain()
         self.next_step.poll()
 
@@ -116,11 +123,23 @@ class ProduceStep(ProcessingStep[Outcome]):
         while self.pending and remaining(deadline) != 0.0:
             self._drain()
             left = remaining(deadline)
-            self._producer.poll(0.05 if left is None else min(0.05, left))
+            self._serve(0.05 if left is None else min(0.05, left))
         self.next_step.join(remaining(deadline))
 
     def close(self) -> None:
         self.next_step.close()
+
+    def _serve(self, timeout: float) -> None:
+        """Serve delivery reports. A producer in a fatal state raises here: tell the commit
+        step (exactly-once replaces the producer; at-least-once stops on the client error)."""
+        try:
+            self._producer.poll(timeout)
+        except KafkaException as exc:
+            error = str(exc.args[0])
+            if error != self._poll_error:
+                log.error("producer_failed", error=error)
+                self._poll_error = error
+            self._on_failure(error)
 
     def _build(self, item: Outcome) -> _Pending | None:
         """The record of ``item``; a verdict that cannot be built becomes a dead letter.
@@ -170,7 +189,7 @@ class ProduceStep(ProcessingStep[Outcome]):
                     on_delivery=partial(self._on_delivery, pending),
                 )
             except BufferError:  # local queue full: serve callbacks, try again next poll
-                self._producer.poll(0)
+                self._serve(0)
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]

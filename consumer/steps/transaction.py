@@ -7,11 +7,20 @@ with ``send_offsets_to_transaction`` and commits the transaction. Draining first
 out-of-order completion, a transaction must never contain the output of a message whose offset
 it does not also commit. On an abortable error the transaction is aborted and the loop
 *rewinds* (every partition seeks back to its committed offset, in-flight work is dropped by an
-epoch change); a fatal error (fenced by a newer instance with the same id) stops the service.
-Any failed delivery (:meth:`on_failure`) and any lost assignment (:meth:`on_lost`) abort too:
-the open transaction may hold outputs whose offsets can no longer be committed with them. An
-abort that cannot reach the broker is retried each second; meanwhile the barrier stays up, so
-nothing enters the pipeline. Readers of the output topics use ``isolation.level=read_committed``.
+epoch change). A fatal error that says a newer instance with the same id fenced this one stops
+the service; any other fatal error replaces the producer (below). Any failed delivery
+(:meth:`on_failure`) and any lost assignment (:meth:`on_lost`) abort too: the open
+transaction may hold outputs whose offsets can no longer be committed with them. An abort that
+cannot reach the broker is retried each second; meanwhile the barrier stays up, so nothing
+enters the pipeline. Readers of the output topics use ``isolation.level=read_committed``.
+
+After an abort that followed lost contact with the cluster (a lost assignment, or an abort
+that had to be retried) or a fatal transaction error, the producer is *replaced*
+(``new_producer``; ``init_transactions`` of the same ``transactional.id`` aborts what the old
+one left open): librdkafka (2.16) may keep a stale group coordinator after a broker restart,
+and ``send_offsets_to_transaction`` then blocks forever, past its timeout (librdkafka issues
+5456, 5511); and an abort retried across a broker restart can end in a fatal
+``INVALID_TXN_STATE``.
 """
 
 from __future__ import annotations
@@ -45,9 +54,15 @@ class TransactionalCommitStep(CommitStep):
         metrics: Metrics,
         policy: CommitPolicy | None = None,
         timeout_s: float = 30.0,
+        new_producer: Callable[[], Producer] | None = None,
     ) -> None:
         super().__init__(consumer, tracker, metrics, policy or CommitPolicy())
         self._producer = producer
+        self._new_producer = new_producer
+        self._renew = False
+        self._uninitialised = False
+        self.on_new_producer: list[Callable[[Producer], None]] = []
+        """Called with each replacement producer (the produce step and the service use it)."""
         self._timeout_s = timeout_s
         self._barrier = False
         self._dirty = False
@@ -75,8 +90,14 @@ class TransactionalCommitStep(CommitStep):
         if self._abort_requested is None and self._aborting is None:
             self._abort_requested = f"delivery failed: {reason}"
 
+    @property
+    def producer(self) -> Producer:
+        """The current transactional producer."""
+        return self._producer
+
     def on_lost(self) -> None:
         """Partitions were lost: their outputs in the open transaction must not commit."""
+        self._renew = True
         self._abort("assignment lost")
 
     def poll(self) -> None:
@@ -124,7 +145,8 @@ class TransactionalCommitStep(CommitStep):
             self._commit_with_retry()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            if error.txn_requires_abort():
+            recoverable = error.fatal() and not _fenced(error) and self._new_producer is not None
+            if error.txn_requires_abort() or recoverable:  # fatal: a new producer aborts it
                 self._abort(str(error))
                 return {}
             self._metrics.commits.labels(result="fatal").inc()
@@ -157,9 +179,11 @@ class TransactionalCommitStep(CommitStep):
             self.drop()  # nothing of this transaction may be confirmed any more
         try:
             if not self._aborted:
-                self._producer.abort_transaction(min(self._timeout_s, 5.0))
+                self._abort_or_replace()
                 self._aborted = True
                 self._metrics.commits.labels(result="aborted").inc()
+            if self._renew and self._new_producer is not None:
+                self._replace_producer()
             self.rewind()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
@@ -170,9 +194,54 @@ class TransactionalCommitStep(CommitStep):
             if self._abort_retry_at == 0.0:
                 log.warning("transaction_abort_retry", reason=reason, error=str(error))
             self._abort_retry_at = time.monotonic() + 1.0
+            self._renew = True
             return
         log.warning("transaction_aborted", reason=reason)
         self._aborting, self._abort_retry_at = None, 0.0
         self._dirty = False
         self._last_commit = time.monotonic()
         self._producer.begin_transaction()
+
+    def _abort_or_replace(self) -> None:
+        """Abort the open transaction; a producer in a fatal state (not fenced by a newer
+        instance) is replaced instead: ``init_transactions`` aborts it on the broker."""
+        if not self._uninitialised:
+            try:
+                self._producer.abort_transaction(min(self._timeout_s, 5.0))
+                return
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                if not error.fatal() or _fenced(error) or self._new_producer is None:
+                    raise
+                log.error("transaction_fatal_replacing_producer", error=str(error))
+        self._renew = True
+        self._replace_producer()
+
+    def _replace_producer(self) -> None:
+        """A fresh producer (same ``transactional.id``); its ``init_transactions`` is retried
+        from ``poll`` while the cluster cannot be reached."""
+        assert self._new_producer is not None
+        if not self._uninitialised:
+            old = self._producer
+            old.purge()  # the aborted records' reports (all stale) are served by close()
+            try:
+                old.close()
+            except KafkaException as exc:  # a fatal producer repeats its error; it is closed
+                log.warning("transaction_producer_closed", error=str(exc.args[0]))
+            self._producer = self._new_producer()
+            self._uninitialised = True
+            for listener in self.on_new_producer:
+                listener(self._producer)
+        self._producer.init_transactions(self._timeout_s)
+        self._uninitialised = self._renew = False
+        log.warning("transaction_producer_replaced")
+
+
+def _fenced(error: KafkaError) -> bool:
+    """A newer instance with the same ``transactional.id`` took over: stop, do not replace."""
+    return error.code() in (
+        KafkaError._FENCED,
+        KafkaError.PRODUCER_FENCED,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    )

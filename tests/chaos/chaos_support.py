@@ -3,6 +3,7 @@ an output ledger that counts verdicts and dead letters per input message."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import subprocess
@@ -14,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaException, Producer
 from kafka_support import create_topics, end_offsets, image_bytes, unique
+from PIL import Image
 
 from consumer import Service, ServiceSettings
 from schemas import (
@@ -47,8 +49,18 @@ class Row:
 REPORT: list[Row] = []
 
 
-def event_value(event_id: str, seed: int, metadata: dict[str, Any] | None = None) -> tuple:
-    img = image_bytes(seed, size=(64, 64))
+def solid_png(side: int, seed: int) -> bytes:
+    """A solid-colour ``side`` x ``side`` PNG: a few KB that decode to ``side``\u00b2 pixels."""
+    colour = (seed * 37 % 256, seed * 91 % 256, seed * 53 % 256)
+    buf = io.BytesIO()
+    Image.new("RGB", (side, side), colour).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def event_value(
+    event_id: str, seed: int, metadata: dict[str, Any] | None = None, img: bytes | None = None
+) -> tuple:
+    img = image_bytes(seed, size=(64, 64)) if img is None else img
     event = ImageEvent(
         id=event_id,
         source="/tests/chaos",
@@ -59,11 +71,17 @@ def event_value(event_id: str, seed: int, metadata: dict[str, Any] | None = None
 
 
 def produce_events(
-    bootstrap: str, topic: str, ids: list[str], partitions: int, metadata: dict | None = None
+    bootstrap: str,
+    topic: str,
+    ids: list[str],
+    partitions: int,
+    metadata: dict | None = None,
+    images: dict[str, bytes] | None = None,
 ) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i, eid in enumerate(ids):
-        value, headers = event_value(eid, hash(eid) % 10_000, (metadata or {}).get(eid))
+        seed = hash(eid) % 10_000
+        value, headers = event_value(eid, seed, (metadata or {}).get(eid), (images or {}).get(eid))
         producer.produce(
             topic, value=value, key=eid.encode(), headers=headers, partition=i % partitions
         )
@@ -147,6 +165,7 @@ class Stage:
     exactly_once: bool
     partitions: int = 2
     kafka: dict[str, Any] = field(default_factory=dict)
+    batching: dict[str, Any] = field(default_factory=dict)
     input: str = field(default_factory=lambda: unique("chaos-in"))
     verdicts: str = field(default_factory=lambda: unique("chaos-verdicts"))
     dlq: str = field(default_factory=lambda: unique("chaos-dlq"))
@@ -173,7 +192,12 @@ class Stage:
     def settings(self, instance: str = "a") -> ServiceSettings:
         return ServiceSettings(
             kafka=self.kafka_settings(instance),  # type: ignore[arg-type]
-            batching={"max_batch_size": 4, "max_wait_ms": 20, "max_in_flight_messages": 4},  # type: ignore[arg-type]
+            batching={  # type: ignore[arg-type]
+                "max_batch_size": 4,
+                "max_wait_ms": 20,
+                "max_in_flight_messages": 4,
+                **self.batching,
+            },
             model={"checkpoint": self.checkpoint, "device": "cpu", "precision": "fp32"},  # type: ignore[arg-type]
             http={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
             shutdown={"grace_s": 15},  # type: ignore[arg-type]
@@ -208,7 +232,15 @@ class Stage:
         return Ledger(self.bootstrap, [self.verdicts, self.dlq])
 
     def expected(self) -> set[tuple[str, int, int]]:
-        ends = end_offsets(self.bootstrap, self.input, self.partitions)
+        deadline = time.monotonic() + 30
+        while True:  # right after a broker restart the partition may have no leader yet
+            try:
+                ends = end_offsets(self.bootstrap, self.input, self.partitions)
+                break
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
         return {(self.input, p, o) for p, end in ends.items() for o in range(end)}
 
 

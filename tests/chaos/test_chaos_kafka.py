@@ -14,23 +14,24 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chaos_support import InProcess, Ledger, Process, Stage, account, produce_events
+from chaos_support import (
+    InProcess,
+    Ledger,
+    Process,
+    Stage,
+    account,
+    produce_events,
+    solid_png,
+)
 from raw_kafka import produce_raw
 
-from detector import Detector
+from detector import DECODE_BYTES_PER_PIXEL, Detector
 from devkafka.broker import KafkaBroker
 from schemas import ErrorCode
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
 
 MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
-OPEN_EOS = pytest.mark.skip(
-    reason="open (issue 10): after this fault the exactly-once producer's deliveries stall "
-    "in the new transaction; see docs/consumer.md#the-fault-suite"
-)
-MODES_OPEN_EOS = pytest.mark.parametrize(
-    "exactly_once", [False, pytest.param(True, marks=OPEN_EOS)], ids=["alo", "eos"]
-)
 N = 24
 """Events per scenario run."""
 RECOVERY_S = 60.0
@@ -69,7 +70,7 @@ def _finish(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began
     assert row.recover_s <= RECOVERY_S, row
 
 
-@MODES_OPEN_EOS
+@MODES
 def test_sigkill_mid_batch_twice(
     exactly_once: bool, stage_factory: Callable[..., Stage], tmp_path: Path
 ) -> None:
@@ -94,7 +95,7 @@ def test_sigkill_mid_batch_twice(
         assert last.terminate() == 0, last.tail()
 
 
-@MODES_OPEN_EOS
+@MODES
 def test_broker_stop_and_start(
     exactly_once: bool,
     stage_factory: Callable[..., Stage],
@@ -174,7 +175,30 @@ def test_hostile_header(
     assert service.error is None
 
 
-@pytest.mark.skip(reason="pixel flood: byte-based admission control is built separately")
+FLOOD_SIDE = 3000
+"""Side of the flood's solid-colour PNGs: ~30 KB each, 9 Mpx decoded."""
+FLOOD_BUDGET = 2 * FLOOD_SIDE**2 * DECODE_BYTES_PER_PIXEL
+"""A pixel budget of two decode working sets of a flood image."""
+
+
 @MODES
-def test_pixel_flood(exactly_once: bool) -> None:
-    """Slot for the pixel-flood scenario (many large solid-colour images)."""
+def test_pixel_flood(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    """Small files that decode to 9 Mpx each, among normal events, with a pixel budget of two
+    decode working sets: the budget is never exceeded and every event gets its verdict."""
+    began = time.monotonic()
+    stage = stage_factory(exactly_once, batching={"max_in_flight_pixel_bytes": FLOOD_BUDGET})
+    ids = _ids("p", N)
+    produce_events(stage.bootstrap, stage.input, ids[: N // 3], stage.partitions)
+    ledger = stage.ledger()
+    service = services.start(stage.settings())
+    assert ledger.wait(4, 60)
+    fault_end = time.monotonic()
+    flood = {eid: solid_png(FLOOD_SIDE, i) for i, eid in enumerate(ids[N // 3 :]) if i % 2 == 0}
+    produce_events(stage.bootstrap, stage.input, ids[N // 3 :], stage.partitions, images=flood)
+    _finish(stage, ledger, "pixel flood", fault_end, began)
+    assert service.pixels is not None
+    # A flood image went through the budget, and the budget was never exceeded.
+    assert FLOOD_SIDE**2 * DECODE_BYTES_PER_PIXEL <= service.pixels.peak <= FLOOD_BUDGET
+    assert service.error is None

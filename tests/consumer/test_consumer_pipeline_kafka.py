@@ -155,7 +155,7 @@ def test_bad_inputs_become_dead_letters_and_the_stream_goes_on(
         ),
         (ErrorCode.FETCH_FORBIDDEN, *encode(image_event("ref", ref="uploads/a.png"))),
     ]
-    # output_rejected needs a topic that refuses the verdict: test_consumer_faults_kafka.py
+    # output_rejected comes from the output side, not the input (tests/chaos: undeliverable output)
     assert {code for code, _v, _h in bad} == set(ErrorCode) - {ErrorCode.OUTPUT_REJECTED}
     messages = []
     for i, (_code, value, headers) in enumerate(bad):

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from confluent_kafka import Producer
 from consumer_support import encode, image_event
 from kafka_support import image_bytes
 
+from consumer.backpressure import PixelBudget
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
@@ -17,7 +19,7 @@ from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.produce import ProduceStep
-from detector import DecodedImage, ImageLimits, PatchEvidence, Prediction
+from detector import DECODE_BYTES_PER_PIXEL, DecodedImage, ImageLimits, PatchEvidence, Prediction
 from schemas import ErrorCode, parse_image_event
 
 
@@ -139,6 +141,34 @@ def test_fetch_decode_maps_errors_to_codes(data: bytes | None, code: ErrorCode) 
     (failure,) = dead.items
     assert failure.code == code and failure.event is not None
     assert failure.attempts == (3 if code == ErrorCode.FETCH_FAILED else 1)
+
+
+class FreePixels(Collect):
+    """Takes decoded items like the detector does: drops their pixels (and pixel budget)."""
+
+    def submit(self, item: Any) -> None:
+        item.image = None
+        super().submit(item)
+
+
+def test_fetch_decode_join_forwards_while_workers_wait_for_pixel_room() -> None:
+    """At shutdown, a worker waiting for pixel room must not wait for the whole drain budget:
+    join forwards the decoded items ahead of it so that their pixels are freed."""
+    data = image_bytes(3, size=(200, 200))
+    budget = PixelBudget(200 * 200 * DECODE_BYTES_PER_PIXEL)  # one decode at a time
+    sink = FreePixels()
+    step = FetchDecodeStep(
+        sink, Collect(), None, ImageLimits(), Metrics(), workers=2, pixels=budget
+    )
+    for i in range(2):
+        step.submit(work_item(i, data))
+    began = time.monotonic()
+    step.join(20)
+    took = time.monotonic() - began
+    step.close()
+    assert len(sink.items) == 2, took
+    assert took < 10, took
+    assert budget.peak <= budget.capacity
 
 
 class Builder:
