@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 from PIL import Image
@@ -15,8 +13,6 @@ from detector.engine import Detector
 from detector.fuse import fold_batchnorm, inference_copy
 from detector.model import GLFF, ModelConfig, build_model
 from tests.detector.imaging import random_array
-
-HAS_ORT = importlib.util.find_spec("onnxruntime") is not None
 
 
 def _trained_like(backbone: str = "mobilenet_v2") -> GLFF:
@@ -50,8 +46,6 @@ def test_folded_backbone_matches_and_has_no_batchnorm() -> None:
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_engine_scores_match_today_and_model_unchanged(runtime: str) -> None:
-    if runtime == "onnxruntime" and not HAS_ORT:
-        pytest.skip("onnx extra not installed")
     model = _trained_like()
     model.train()
     before = _state(model)

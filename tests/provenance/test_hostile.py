@@ -132,7 +132,6 @@ def test_a_mangled_manifest_is_reported_not_raised(
 def test_a_slow_source_times_out_and_stuck_workers_are_skipped() -> None:
     config = ProvenanceConfig(watermark=True, watermark_max_pixels=1 << 30, timeout_s=0.05)
     slow = Extractor(config)
-    pytest.importorskip("imwatermark")
     big = np.asarray(photo(7, (1024, 1024)))
     data = encode(photo(), "PNG")
     began = time.monotonic()

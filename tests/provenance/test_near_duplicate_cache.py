@@ -55,7 +55,8 @@ class _Model:
 
 
 def test_a_resized_copy_reuses_the_verdict_with_scaled_boxes_and_counts_it() -> None:
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
+
     photo = Image.fromarray(data.astronaut())
     half = photo.resize((256, 256))
     buf = io.BytesIO()

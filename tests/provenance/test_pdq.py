@@ -6,7 +6,6 @@ import io
 import itertools
 
 import numpy as np
-import pytest
 from PIL import Image
 from provenance_support import HMA_RANDOM_IMAGE_PDQ, encode, hma_random_image
 
@@ -32,7 +31,8 @@ def test_the_default_matches_the_consumer_setting() -> None:
 
 
 def _photos() -> dict[str, Image.Image]:
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
+
     return {
         name: Image.fromarray(getattr(data, name)()).convert("RGB")
         for name in ("astronaut", "chelsea", "coffee", "rocket", "camera")

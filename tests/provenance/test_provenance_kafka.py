@@ -75,7 +75,8 @@ class _Reader:
 def test_signals_in_verdicts_and_hostile_metadata_never_stops_the_consumer(
     kafka_bootstrap: str, pki: Pki, anchors: Path
 ) -> None:
-    skdata = pytest.importorskip("skimage.data")
+    from skimage import data as skdata
+
     topic, verdicts = unique("prov-images"), unique("prov-verdicts")
     create_topics(kafka_bootstrap, {topic: 1, verdicts: 1, f"{verdicts}.dlq": 1})
     original = Image.fromarray(skdata.astronaut()).resize((256, 256))

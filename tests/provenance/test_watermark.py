@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 
+import imwatermark  # the watermark extra; make install has it
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,11 +13,10 @@ from provenance_support import encode
 from provenance import Extractor, ProvenanceConfig
 from provenance.watermark import SD_MESSAGE, SDXL_BITS, read_watermark
 
-imwatermark = pytest.importorskip("imwatermark")
-
 
 def _photo() -> np.ndarray:
-    data = pytest.importorskip("skimage.data")
+    from skimage import data
+
     return np.asarray(Image.fromarray(data.astronaut()).resize((384, 384)))
 
 
