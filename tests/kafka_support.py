@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
+import subprocess
+import sys
 import time
 import uuid
+from pathlib import Path
 
 import numpy as np
 from confluent_kafka import Consumer, TopicPartition
@@ -67,3 +71,40 @@ def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[int, int]:
         }
     finally:
         consumer.close()
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def start_exactly_once_service(
+    bootstrap: str, checkpoint: Path, topics: dict[str, str], instance: str
+) -> subprocess.Popen[bytes]:
+    """A ``python -m consumer run`` subprocess in exactly-once mode with long transactions."""
+    sets = {
+        "kafka.bootstrap_servers": bootstrap,
+        "kafka.group_id": topics["group"],
+        "kafka.input_topics": topics["input"],
+        "kafka.verdict_topic": topics["verdicts"],
+        "kafka.dead_letter_topic": topics["dlq"],
+        "kafka.exactly_once": "true",
+        "kafka.instance_id": instance,
+        "kafka.commit_interval_s": "3.0",  # long transactions: the kill lands inside one
+        "kafka.statistics_interval_ms": "0",
+        "kafka.session_timeout_ms": "6000",
+        "model.checkpoint": str(checkpoint),
+        "model.device": "cpu",
+        "model.precision": "fp32",
+        "model.warmup": "false",
+        "model.torch_threads": "1",
+        "batching.max_batch_size": "2",
+        "batching.max_wait_ms": "5",
+        "http.enabled": "false",
+        "logging.level": "warning",
+    }
+    argv = [sys.executable, "-m", "consumer", "run"]
+    for key, value in sets.items():
+        argv += ["--set", f"{key}={value}"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )

@@ -10,7 +10,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -18,8 +17,8 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from interop_support import ROOT, JavaHelper, image_bytes
-from kafka_support import create_topics, unique
+from interop_support import JavaHelper, image_bytes
+from kafka_support import create_topics, start_exactly_once_service, unique
 
 from schemas import ImageData, ImageEvent, encode_image_event
 
@@ -88,37 +87,6 @@ class _JavaWatcher:
         return self.proc.stderr.read()
 
 
-def _start(bootstrap: str, checkpoint: Path, topics: dict[str, str], instance: str) -> Any:
-    sets = {
-        "kafka.bootstrap_servers": bootstrap,
-        "kafka.group_id": topics["group"],
-        "kafka.input_topics": topics["input"],
-        "kafka.verdict_topic": topics["verdicts"],
-        "kafka.dead_letter_topic": topics["dlq"],
-        "kafka.exactly_once": "true",
-        "kafka.instance_id": instance,
-        "kafka.commit_interval_s": "3.0",  # long transactions: the kill lands inside one
-        "kafka.statistics_interval_ms": "0",
-        "kafka.session_timeout_ms": "6000",
-        "model.checkpoint": str(checkpoint),
-        "model.device": "cpu",
-        "model.precision": "fp32",
-        "model.warmup": "false",
-        "model.torch_threads": "1",
-        "batching.max_batch_size": "2",
-        "batching.max_wait_ms": "5",
-        "http.enabled": "false",
-        "logging.level": "warning",
-    }
-    argv = [sys.executable, "-m", "consumer", "run"]
-    for key, value in sets.items():
-        argv += ["--set", f"{key}={value}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
 def _stop(proc: Any) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
@@ -152,7 +120,7 @@ def test_java_read_committed_subscriber_sees_each_verdict_once_across_a_sigkill(
     t0 = time.monotonic()
     try:
         assert watcher.ready.wait(60), "the Java subscriber did not start"
-        first = _start(kafka_bootstrap, checkpoint, topics, instance)
+        first = start_exactly_once_service(kafka_bootstrap, checkpoint, topics, instance)
         try:
             deadline = time.monotonic() + 120
             while time.monotonic() < deadline and first.poll() is None:
@@ -168,7 +136,8 @@ def test_java_read_committed_subscriber_sees_each_verdict_once_across_a_sigkill(
         killed_at = time.monotonic() - t0
         assert committed.n < N_IMAGES, "the first process finished before it was killed"
 
-        second = _start(kafka_bootstrap, checkpoint, topics, instance)  # same transactional.id
+        # same instance, so the same transactional.id
+        second = start_exactly_once_service(kafka_bootstrap, checkpoint, topics, instance)
         try:
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline and len(watcher.records) < N_IMAGES:

@@ -13,13 +13,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, Producer
-from kafka_support import create_topics, unique
+from kafka_support import create_topics, start_exactly_once_service, unique
 from replay_support import produce_events
 
 pytestmark = pytest.mark.kafka
@@ -57,39 +56,6 @@ class _Reader:
         self.consumer.close()
 
 
-def _start(
-    bootstrap: str, checkpoint: Path, topics: dict[str, str], instance: str
-) -> subprocess.Popen[bytes]:
-    sets = {
-        "kafka.bootstrap_servers": bootstrap,
-        "kafka.group_id": topics["group"],
-        "kafka.input_topics": topics["input"],
-        "kafka.verdict_topic": topics["verdicts"],
-        "kafka.dead_letter_topic": topics["dlq"],
-        "kafka.exactly_once": "true",
-        "kafka.instance_id": instance,
-        "kafka.commit_interval_s": "3.0",  # long transactions: the kill lands inside one
-        "kafka.statistics_interval_ms": "0",
-        "kafka.session_timeout_ms": "6000",
-        "model.checkpoint": str(checkpoint),
-        "model.device": "cpu",
-        "model.precision": "fp32",
-        "model.warmup": "false",
-        "model.torch_threads": "1",
-        "batching.max_batch_size": "2",
-        "batching.max_wait_ms": "5",
-        "http.enabled": "false",
-        "logging.level": "warning",
-    }
-    argv = [sys.executable, "-m", "consumer", "run"]
-    for key, value in sets.items():
-        argv += ["--set", f"{key}={value}"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-
-
 def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
     kafka_bootstrap: str, checkpoint: Path
 ) -> None:
@@ -115,7 +81,7 @@ def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
     uncommitted = _Reader(kafka_bootstrap, topics["verdicts"], "read_uncommitted")
     instance = unique("eos-pod")
 
-    first = _start(kafka_bootstrap, checkpoint, topics, instance)
+    first = start_exactly_once_service(kafka_bootstrap, checkpoint, topics, instance)
     try:
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline and first.poll() is None:
@@ -131,7 +97,7 @@ def test_sigkill_mid_transaction_then_restart_yields_each_verdict_exactly_once(
     seen_before_restart = len(committed.values)
     assert seen_before_restart < N_IMAGES, "the first process finished before it was killed"
 
-    second = _start(kafka_bootstrap, checkpoint, topics, instance)
+    second = start_exactly_once_service(kafka_bootstrap, checkpoint, topics, instance)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and len(committed.values) < N_IMAGES:
