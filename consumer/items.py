@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from consumer.kafka.headers import HeaderError, Headers, read_headers
+
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
@@ -25,7 +27,7 @@ class Envelope:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: tuple[tuple[str, bytes | None], ...]
+    headers: Headers
     timestamp_ms: int | None
     epoch: int
     received_at: float = field(default_factory=time.time)
@@ -56,20 +58,12 @@ class Envelope:
         )
 
 
-def _read_headers(msg: Message) -> tuple[tuple[tuple[str, bytes | None], ...], str | None]:
-    """The headers, or none and the reason when the client cannot decode them.
-
-    confluent-kafka decodes header *names* strictly as UTF-8; a name that is not raises
-    ``SystemError`` (from a ``UnicodeDecodeError``) in ``msg.headers()``. Kafka allows any bytes,
-    so any producer can write one: it must become a dead letter, never a crash.
-    """
+def _read_headers(msg: Message) -> tuple[Headers, str | None]:
+    """The headers, or none and the reason when the client cannot decode them (poison)."""
     try:
-        raw = msg.headers() or ()
-        pairs = raw.items() if isinstance(raw, dict) else raw
-        return tuple((str(k), _as_bytes(v)) for k, v in pairs), None
-    except Exception as exc:
-        cause = exc.__cause__ or exc.__context__ or exc
-        return (), f"headers not decodable by the Kafka client: {cause!r}"
+        return read_headers(msg), None
+    except HeaderError as exc:
+        return (), str(exc)
 
 
 def _as_bytes(value: str | bytes | None) -> bytes | None:

@@ -7,6 +7,7 @@ import uuid
 
 from confluent_kafka import Consumer, KafkaError
 
+from consumer.kafka.headers import HeaderError, read_headers
 from schemas import DEAD_LETTER_EVENT_TYPE, DeadLetter, Verdict, decode_dead_letter, decode_verdict
 
 __all__ = ["format_record", "tail"]
@@ -56,13 +57,11 @@ def tail(
                     print(f"error: {err}", flush=True)
                 continue
             try:
-                headers = msg.headers() or []
-            except Exception as exc:  # a header name that is not UTF-8
+                headers = list(read_headers(msg))
+            except HeaderError as exc:  # a header name that is not UTF-8
                 print(f"error: undecodable headers at offset {msg.offset()}: {exc}", flush=True)
                 continue
-            ce_type = dict(headers).get("ce_type") or b""
-            if isinstance(ce_type, bytes):
-                ce_type = ce_type.decode("utf-8", "replace")
+            ce_type = (dict(headers).get("ce_type") or b"").decode("utf-8", "replace")
             record: Verdict | DeadLetter
             if ce_type == DEAD_LETTER_EVENT_TYPE:
                 record = decode_dead_letter(msg.value(), headers)

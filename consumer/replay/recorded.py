@@ -15,6 +15,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
+from consumer.kafka.headers import HeaderError, read_headers
 from consumer.replay.output import read_jsonl
 from schemas import VERDICT_EVENT_TYPE, Verdict, decode_verdict
 
@@ -111,8 +112,8 @@ def _verdicts(
                 if offset + 1 >= ends[part][1]:
                     todo.discard(part)
                 try:
-                    headers = msg.headers() or []
-                except Exception:  # a header the client cannot decode: not our verdict
+                    headers = list(read_headers(msg))
+                except HeaderError:  # a header the client cannot decode: not our verdict
                     continue
                 ce_type = dict(headers).get("ce_type")
                 if ce_type is not None and ce_type != VERDICT_EVENT_TYPE.encode():
