@@ -9,6 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from detector.backbones import BACKBONES
+from detector.cli import add_arch_argument
 
 Subparsers = argparse._SubParsersAction
 
@@ -27,7 +28,7 @@ def _add_train(sub: Subparsers) -> None:
     p.add_argument("--train-split", help="manifest split of the training rows (e.g. train)")
     p.add_argument("--val-split", help="manifest split of the validation rows (e.g. val)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--arch", default="glff", choices=["glff", "global"])
+    add_arch_argument(p)
     p.add_argument("--patches", default="psm", choices=["psm", "random", "rsz448"])
     p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
     p.add_argument(

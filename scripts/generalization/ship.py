@@ -80,7 +80,7 @@ def main() -> None:
     yt = np.array([int(r["label"]) for r in train])
     yv = np.array([int(r["label"]) for r in val])
     cfg = ModelConfig(
-        arch="glff" if args.views == "glff" else "cnn_aug",
+        arch="glff" if args.views == "glff" else "global_only",
         backbone="mobilenet_v2",
         patch_strategy="psm" if args.views == "glff" else "none",
         input_repr=recipe.repr,

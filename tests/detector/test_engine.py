@@ -95,7 +95,8 @@ def test_bad_input_raises_a_typed_error(detector: Detector) -> None:
 
 
 def test_global_only_baseline_has_no_patches() -> None:
-    model = build_model(ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none"))
+    config = ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
+    model = build_model(config)
     det = Detector(model, CheckpointMetadata(config=model.config), device="cpu")
     (pred,) = det.predict([Image.fromarray(random_array(80, 80))])
     assert pred.patches == [] and pred.global_attention == 1.0
