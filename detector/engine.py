@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torchvision
+from PIL import Image
 
 from detector.batching import collate_images, group_by_size
 from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
@@ -131,7 +133,7 @@ class Detector:
     Example::
 
         det = Detector.from_checkpoint("glff.safetensors", device="auto")
-        for p in det.predict([Path("a.jpg"), png_bytes, pil_image]):
+        for p in det.predict(["a.jpg", Path("b.png"), png_bytes, pil_image]):
             print(p.score, p.is_synthetic, [q.box for q in p.patches])
     """
 
@@ -278,9 +280,15 @@ class Detector:
         time in a background thread while the previous ones are computed; a bad one raises its
         :class:`~detector.ImageError` (decode with :func:`decode_image` first to handle images
         one by one). Images are grouped by size so that padding stays small.
+
+        Raises:
+            TypeError: ``images`` is one image (a path, bytes, ...) instead of a sequence.
         """
-        if all(isinstance(im, DecodedImage) for im in images):
-            return self._predict_decoded(images)  # type: ignore[arg-type]
+        if isinstance(images, str | bytes | os.PathLike | Image.Image | DecodedImage):
+            raise TypeError(f"predict takes a list of images, not one {type(images).__name__}")
+        decoded = [im for im in images if isinstance(im, DecodedImage)]
+        if len(decoded) == len(images):
+            return self._predict_decoded(decoded)
         step = max(1, self.max_batch)
         chunks = (
             [im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in part]
@@ -350,10 +358,3 @@ class Detector:
             attribution=attribution,
             model_info=self.info,
         )
-
-    def iter_predict(
-        self, images: Sequence[DecodedImage | ImageInput], chunk: int = 256
-    ) -> Iterator[Prediction]:
-        """Like :meth:`predict`, yielding results chunk by chunk for long lists."""
-        for start in range(0, len(images), chunk):
-            yield from self.predict(images[start : start + chunk])
