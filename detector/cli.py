@@ -25,12 +25,15 @@ from detector.errors import DetectorError
 from detector.model import (
     ARCH_ALIASES,
     Arch,
+    LocalBackbone,
     ModelConfig,
     PatchChoice,
     build_model,
     canonical_arch,
     count_parameters,
 )
+from detector.patches import PatchStrategy
+from detector.psm import Suppression
 
 __all__ = ["build_parser", "main"]
 
@@ -91,9 +94,9 @@ def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", required=True, type=Path)
     add_arch_argument(p)
     p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
-    p.add_argument("--patch-strategy", default=None, choices=["psm", "random", "rsz448"])
-    p.add_argument("--local-backbone", default="shared", choices=["shared", "separate"])
-    p.add_argument("--suppression", default="grid", choices=["grid", "iou"])
+    p.add_argument("--patch-strategy", default=None, choices=get_args(PatchStrategy))
+    p.add_argument("--local-backbone", default="shared", choices=get_args(LocalBackbone))
+    p.add_argument("--suppression", default="grid", choices=get_args(Suppression))
     p.add_argument(
         "--backbone-weights",
         default=None,

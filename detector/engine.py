@@ -106,6 +106,34 @@ class ModelInfo:
         return asdict(self)
 
 
+def _model_info(
+    metadata: CheckpointMetadata,
+    weights_sha256: str,
+    device: torch.device,
+    precision: str,
+    adapters: Sequence[Adapter],
+) -> ModelInfo:
+    cfg = metadata.config
+    return ModelInfo(
+        name=metadata.name,
+        version=metadata.version,
+        arch=cfg.arch,
+        backbone=cfg.backbone,
+        patch_strategy=cfg.patch_strategy,
+        weights_sha256=weights_sha256,
+        threshold=metadata.threshold,
+        preprocessing_version=metadata.preprocessing_version,
+        input_size=cfg.input_size,
+        torch_version=torch.__version__,
+        torchvision_version=torchvision.__version__,
+        device=str(device),
+        precision=precision,
+        adapters=tuple(
+            AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in adapters
+        ),
+    )
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -194,25 +222,7 @@ class Detector:
             raise DetectorError("all adapters must split the model at the same trunk module")
         for adapter in self.adapters:
             adapter.tail.to(self.device)
-        cfg = metadata.config
-        self.info = ModelInfo(
-            name=metadata.name,
-            version=metadata.version,
-            arch=cfg.arch,
-            backbone=cfg.backbone,
-            patch_strategy=cfg.patch_strategy,
-            weights_sha256=weights_sha256,
-            threshold=metadata.threshold,
-            preprocessing_version=metadata.preprocessing_version,
-            input_size=cfg.input_size,
-            torch_version=torch.__version__,
-            torchvision_version=torchvision.__version__,
-            device=str(self.device),
-            precision=self.precision,
-            adapters=tuple(
-                AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in self.adapters
-            ),
-        )
+        self.info = _model_info(metadata, weights_sha256, self.device, self.precision, adapters)
 
     @classmethod
     def from_checkpoint(
