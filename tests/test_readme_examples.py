@@ -73,6 +73,8 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_the_readme_has_the_examples_this_test_runs() -> None:
+    languages = set(re.findall(r"^```(\w*)$", README, flags=re.MULTILINE))
+    assert languages <= {"", "python", "bash", "json"}  # "" = plain text (and closing fences)
     python = _blocks("python")
     assert len(python) == 2
     assert "encode_image_event" in python[0] and "Detector.from_checkpoint" in python[1]
