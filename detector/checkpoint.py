@@ -32,7 +32,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from detector.errors import CheckpointError
-from detector.model import GLFF, GlobalOnly, ModelConfig, build_model, count_parameters
+from detector.model import (
+    ARCH_ALIASES,
+    GLFF,
+    GlobalOnly,
+    ModelConfig,
+    build_model,
+    count_parameters,
+)
 
 __all__ = [
     "FORMAT",
@@ -107,8 +114,11 @@ class CheckpointMetadata:
             "input_size": config.input_size,
             "normalization": {"mean": list(config.mean), "std": list(config.std)},
         }
+        stored = dict(data)
+        if stored.get("architecture") in ARCH_ALIASES:  # an old name of the same model
+            stored["architecture"] = ARCH_ALIASES[stored["architecture"]]
         for key, value in expected.items():
-            if data.get(key) != value:
+            if stored.get(key) != value:
                 raise CheckpointError(
                     f"metadata mismatch: {key}={data.get(key)!r}, model config says {value!r}"
                 )

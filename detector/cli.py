@@ -15,14 +15,25 @@ import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from detector.backbones import BACKBONES
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.errors import DetectorError
-from detector.model import ModelConfig, build_model, count_parameters
+from detector.model import (
+    ARCH_ALIASES,
+    Arch,
+    LocalBackbone,
+    ModelConfig,
+    PatchChoice,
+    build_model,
+    canonical_arch,
+    count_parameters,
+)
+from detector.patches import PatchStrategy
+from detector.psm import Suppression
 
 __all__ = ["build_parser", "main"]
 
@@ -67,14 +78,25 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_predict)
 
 
+def add_arch_argument(p: argparse.ArgumentParser) -> None:
+    """``--arch glff|global_only``; the old names ``cnn_aug`` and ``global`` still work."""
+    p.add_argument(
+        "--arch",
+        default="glff",
+        type=canonical_arch,
+        choices=get_args(Arch),
+        help=f"model architecture (old names: {', '.join(sorted(ARCH_ALIASES))})",
+    )
+
+
 def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init-checkpoint", help="write a random- or ImageNet-initialised checkpoint")
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--arch", default="glff", choices=["glff", "cnn_aug"])
+    add_arch_argument(p)
     p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
-    p.add_argument("--patch-strategy", default=None, choices=["psm", "random", "rsz448"])
-    p.add_argument("--local-backbone", default="shared", choices=["shared", "separate"])
-    p.add_argument("--suppression", default="grid", choices=["grid", "iou"])
+    p.add_argument("--patch-strategy", default=None, choices=get_args(PatchStrategy))
+    p.add_argument("--local-backbone", default="shared", choices=get_args(LocalBackbone))
+    p.add_argument("--suppression", default="grid", choices=get_args(Suppression))
     p.add_argument(
         "--backbone-weights",
         default=None,
@@ -211,7 +233,7 @@ class _Signals:
 
 def _init_checkpoint(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
-    strategy = args.patch_strategy or ("none" if args.arch == "cnn_aug" else "psm")
+    strategy: PatchChoice = args.patch_strategy or ("none" if args.arch == "global_only" else "psm")
     config = ModelConfig(
         arch=args.arch,
         backbone=args.backbone,

@@ -1,4 +1,5 @@
-"""Image decoding: bytes, paths or PIL images -> RGB ``uint8 [3, H, W]`` tensors, with limits.
+"""Image decoding: bytes, paths (``str`` or path-like) or PIL images -> RGB ``uint8 [3, H, W]``
+tensors, with limits.
 
 Thread-safe and CPU-only: it reads no global PIL setting it would have to change
 (``Image.MAX_IMAGE_PIXELS`` is left alone; our own :class:`ImageLimits` are checked from the
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -37,7 +39,9 @@ DEFAULT_FORMATS: frozenset[str] = frozenset(
     {"JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "MPO", "AVIF", "HEIF"}
 )
 
-ImageInput = bytes | Path | Image.Image
+ImageInput = bytes | str | os.PathLike[str] | Image.Image
+"""An encoded image (``bytes``), a file path (``str``, :class:`~pathlib.Path` or any path-like)
+or a PIL image."""
 
 # Peak bytes a pixel while decoding (measured: 9 for RGB/RGBA PNG and JPEG, 10 for palette and
 # 16-bit PNG, 13 for CMYK JPEG): PIL's 4-byte buffer, a converted copy for CMYK/palette modes,
@@ -108,8 +112,8 @@ def decode_image(
         return _decode_pil(
             data, limits, fmt=data.format or "", sha256="", owned=False, hook=before_decode
         )
-    if isinstance(data, Path):
-        data = _read_file(data, limits)
+    if isinstance(data, str | os.PathLike):
+        data = _read_file(Path(data), limits)
     if not isinstance(data, bytes | bytearray | memoryview):
         raise TypeError(f"cannot decode an object of type {type(data).__name__}")
     raw = bytes(data)

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torchvision
+from PIL import Image
 
 from detector.batching import collate_images, group_by_size
 from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
@@ -104,6 +106,34 @@ class ModelInfo:
         return asdict(self)
 
 
+def _model_info(
+    metadata: CheckpointMetadata,
+    weights_sha256: str,
+    device: torch.device,
+    precision: str,
+    adapters: Sequence[Adapter],
+) -> ModelInfo:
+    cfg = metadata.config
+    return ModelInfo(
+        name=metadata.name,
+        version=metadata.version,
+        arch=cfg.arch,
+        backbone=cfg.backbone,
+        patch_strategy=cfg.patch_strategy,
+        weights_sha256=weights_sha256,
+        threshold=metadata.threshold,
+        preprocessing_version=metadata.preprocessing_version,
+        input_size=cfg.input_size,
+        torch_version=torch.__version__,
+        torchvision_version=torchvision.__version__,
+        device=str(device),
+        precision=precision,
+        adapters=tuple(
+            AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in adapters
+        ),
+    )
+
+
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -131,7 +161,7 @@ class Detector:
     Example::
 
         det = Detector.from_checkpoint("glff.safetensors", device="auto")
-        for p in det.predict([Path("a.jpg"), png_bytes, pil_image]):
+        for p in det.predict(["a.jpg", Path("b.png"), png_bytes, pil_image]):
             print(p.score, p.is_synthetic, [q.box for q in p.patches])
     """
 
@@ -192,25 +222,7 @@ class Detector:
             raise DetectorError("all adapters must split the model at the same trunk module")
         for adapter in self.adapters:
             adapter.tail.to(self.device)
-        cfg = metadata.config
-        self.info = ModelInfo(
-            name=metadata.name,
-            version=metadata.version,
-            arch=cfg.arch,
-            backbone=cfg.backbone,
-            patch_strategy=cfg.patch_strategy,
-            weights_sha256=weights_sha256,
-            threshold=metadata.threshold,
-            preprocessing_version=metadata.preprocessing_version,
-            input_size=cfg.input_size,
-            torch_version=torch.__version__,
-            torchvision_version=torchvision.__version__,
-            device=str(self.device),
-            precision=self.precision,
-            adapters=tuple(
-                AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in self.adapters
-            ),
-        )
+        self.info = _model_info(metadata, weights_sha256, self.device, self.precision, adapters)
 
     @classmethod
     def from_checkpoint(
@@ -278,9 +290,15 @@ class Detector:
         time in a background thread while the previous ones are computed; a bad one raises its
         :class:`~detector.ImageError` (decode with :func:`decode_image` first to handle images
         one by one). Images are grouped by size so that padding stays small.
+
+        Raises:
+            TypeError: ``images`` is one image (a path, bytes, ...) instead of a sequence.
         """
-        if all(isinstance(im, DecodedImage) for im in images):
-            return self._predict_decoded(images)  # type: ignore[arg-type]
+        if isinstance(images, str | bytes | os.PathLike | Image.Image | DecodedImage):
+            raise TypeError(f"predict takes a list of images, not one {type(images).__name__}")
+        decoded = [im for im in images if isinstance(im, DecodedImage)]
+        if len(decoded) == len(images):
+            return self._predict_decoded(decoded)
         step = max(1, self.max_batch)
         chunks = (
             [im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in part]
@@ -350,10 +368,3 @@ class Detector:
             attribution=attribution,
             model_info=self.info,
         )
-
-    def iter_predict(
-        self, images: Sequence[DecodedImage | ImageInput], chunk: int = 256
-    ) -> Iterator[Prediction]:
-        """Like :meth:`predict`, yielding results chunk by chunk for long lists."""
-        for start in range(0, len(images), chunk):
-            yield from self.predict(images[start : start + chunk])

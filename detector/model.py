@@ -19,33 +19,70 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from detector.affm import AFFM
-from detector.backbones import BACKBONES, Backbone, build_backbone
+from detector.backbones import BACKBONES, Backbone, BackboneName, build_backbone
 from detector.crops import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize, prepare_pixels
-from detector.patches import PATCH_STRATEGIES, num_patches, select_patches, with_activations
-from detector.psm import central_squares
-from detector.representation import INPUT_REPRS, adapt_first_conv, normalize_input, represent
+from detector.patches import PatchStrategy, num_patches, select_patches, with_activations
+from detector.psm import Suppression, central_squares
+from detector.representation import InputRepr, adapt_first_conv, normalize_input, represent
 
-__all__ = ["GLFF", "GLFFOutput", "GlobalOnly", "ModelConfig", "build_model", "count_parameters"]
+__all__ = [
+    "ARCH_ALIASES",
+    "GLFF",
+    "Arch",
+    "GLFFOutput",
+    "GlobalOnly",
+    "ModelConfig",
+    "build_model",
+    "canonical_arch",
+    "count_parameters",
+]
 
-ARCHITECTURES = ("glff", "cnn_aug")
+Arch = Literal["glff", "global_only"]
+"""``glff``: the paper's model; ``global_only``: its baseline (the global view alone)."""
+ARCH_ALIASES: dict[str, Arch] = {"cnn_aug": "global_only", "global": "global_only"}
+"""Old names of the baseline, still read: ``cnn_aug`` (older checkpoints, verdict stamps and
+``init-checkpoint --arch``) and ``global`` (older ``train --arch`` and saved training configs)."""
+LocalBackbone = Literal["shared", "separate"]
+PatchChoice = PatchStrategy | Literal["none"]  # "none": the global-only model
+
+
+_ARCH_NAMES: dict[str, Arch] = {**{a: a for a in get_args(Arch)}, **ARCH_ALIASES}
+
+
+def canonical_arch(name: str) -> Arch:
+    """``name`` or an old alias of it -> the architecture's one name; ValueError if unknown."""
+    arch = _ARCH_NAMES.get(name)
+    if arch is None:
+        raise ValueError(f"arch {name!r} not in {sorted(_ARCH_NAMES)}")
+    return arch
+
+
+def _check(problems: list[str], field: str, value: object, allowed: tuple[object, ...]) -> None:
+    if value not in allowed:
+        problems.append(f"{field} {value!r} not in {list(allowed)}")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Everything needed to rebuild a model; stored in checkpoint metadata."""
+    """Everything needed to rebuild a model; stored in checkpoint metadata.
 
-    arch: str = "glff"
-    backbone: str = "resnet50"
-    patch_strategy: str = "psm"  # "psm" | "random" | "rsz448"; "none" for cnn_aug
-    local_backbone: str = "shared"  # "shared" | "separate"
-    suppression: str = "grid"  # "grid" | "iou"
+    Fields with a fixed set of values are ``Literal`` types and checked at construction, so a
+    checkpoint naming an unknown backbone (say) is refused with the field and the choices.
+    ``arch`` also takes the old names in :data:`ARCH_ALIASES` and stores the one name.
+    """
+
+    arch: Arch = "glff"
+    backbone: BackboneName = "resnet50"
+    patch_strategy: PatchChoice = "psm"  # "none" iff arch == "global_only"
+    local_backbone: LocalBackbone = "shared"
+    suppression: Suppression = "grid"
     iou_threshold: float = 0.25
     embed_dim: int = 128
     heads: int = 4
@@ -54,23 +91,21 @@ class ModelConfig:
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    input_repr: str = "rgb"  # "rgb" | "npr" (upsampling residual) | "both" (6 channels)
+    input_repr: InputRepr = "rgb"  # "npr": upsampling residual; "both": 6 channels
 
     def __post_init__(self) -> None:
-        problems = []
-        if self.arch not in ARCHITECTURES:
-            problems.append(f"arch {self.arch!r} not in {ARCHITECTURES}")
-        if self.backbone not in BACKBONES:
-            problems.append(f"backbone {self.backbone!r} not in {sorted(BACKBONES)}")
-        strategies = ("none",) if self.arch == "cnn_aug" else PATCH_STRATEGIES
-        if self.patch_strategy not in strategies:
-            problems.append(f"patch_strategy {self.patch_strategy!r} not in {strategies}")
-        if self.local_backbone not in ("shared", "separate"):
-            problems.append(f"local_backbone {self.local_backbone!r}")
-        if self.suppression not in ("grid", "iou"):
-            problems.append(f"suppression {self.suppression!r}")
-        if self.input_repr not in INPUT_REPRS:
-            problems.append(f"input_repr {self.input_repr!r} not in {INPUT_REPRS}")
+        problems: list[str] = []
+        try:
+            object.__setattr__(self, "arch", canonical_arch(self.arch))
+        except ValueError as exc:
+            problems.append(str(exc))
+        _check(problems, "backbone", self.backbone, tuple(sorted(BACKBONES)))  # + registered
+        global_only = self.arch == "global_only"
+        strategies = ("none",) if global_only else get_args(PatchStrategy)
+        _check(problems, "patch_strategy", self.patch_strategy, strategies)
+        _check(problems, "local_backbone", self.local_backbone, get_args(LocalBackbone))
+        _check(problems, "suppression", self.suppression, get_args(Suppression))
+        _check(problems, "input_repr", self.input_repr, get_args(InputRepr))
         if self.input_size != 224:
             problems.append("input_size must be 224 (the PSM assumes a 7x7 feature map)")
         if problems:
@@ -92,7 +127,7 @@ class ModelConfig:
 
 
 class GLFFOutput(NamedTuple):
-    """Model outputs. ``K`` patches: 6 (psm, random), 5 (rsz448), 0 (cnn_aug).
+    """Model outputs. ``K`` patches: 6 (psm, random), 5 (rsz448), 0 (global_only).
 
     logits: ``float [B]`` (label 1 = synthetic); boxes: ``float [B, K, 4]`` original pixels;
     windows: ``int64 [B, K]``; activations: ``float [B, K]``; attention: ``float [B, K + 1]``
@@ -155,7 +190,7 @@ class GLFF(nn.Module):
                 global_map.detach(),
                 sizes,
                 "psm",
-                suppression=cfg.suppression,  # type: ignore[arg-type]
+                suppression=cfg.suppression,
                 iou_threshold=cfg.iou_threshold,
             )
             crops = crop_and_resize(images, selection.boxes, s).flatten(0, 1)
@@ -182,12 +217,13 @@ class GLFF(nn.Module):
 
 
 class GlobalOnly(nn.Module):
-    """The CNN_aug baseline: backbone on the 224 global view -> average pool -> ``Linear(C, 1)``."""
+    """The ``global_only`` baseline (the paper's CNN_aug): backbone on the 224 global view ->
+    average pool -> ``Linear(C, 1)``."""
 
     def __init__(self, config: ModelConfig, backbone_weights: str | Path | None = None) -> None:
         super().__init__()
-        if config.arch != "cnn_aug":
-            raise ValueError("GlobalOnly needs arch='cnn_aug'")
+        if config.arch != "global_only":
+            raise ValueError("GlobalOnly needs arch='global_only'")
         self.config = config
         self.channels_last = False
         self.backbone = build_backbone(config.backbone, backbone_weights)
@@ -218,7 +254,7 @@ def build_model(
     config: ModelConfig, backbone_weights: str | Path | None = None
 ) -> GLFF | GlobalOnly:
     """Build the model described by ``config`` (random or ImageNet-initialised backbone)."""
-    if config.arch == "cnn_aug":
+    if config.arch == "global_only":
         return GlobalOnly(config, backbone_weights)
     return GLFF(config, backbone_weights)
 

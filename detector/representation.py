@@ -13,12 +13,15 @@ its pretrained filters copied to the residual channels).
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import torch
 from torch import nn
 
 from detector.crops import normalize
 
-INPUT_REPRS = ("rgb", "npr", "both")
+InputRepr = Literal["rgb", "npr", "both"]
+INPUT_REPRS: tuple[InputRepr, ...] = get_args(InputRepr)
 NPR_GAIN = 4.0
 """Residual scale after dividing by the ImageNet std: puts typical residuals near unit size."""
 

@@ -31,7 +31,7 @@ class StubDetector:
     info = ModelInfo(
         name="stub",
         version="0",
-        arch="cnn_aug",
+        arch="global_only",
         backbone="none",
         patch_strategy="none",
         weights_sha256="0" * 64,

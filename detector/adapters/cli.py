@@ -7,9 +7,15 @@ import json
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+
+if TYPE_CHECKING:
+    from detector.checkpoint import CheckpointMetadata
+    from detector.model import GLFF
+    from detector.training.datasets import Sample
 
 Subparsers = argparse._SubParsersAction
 
@@ -53,35 +59,14 @@ def register(sub: Subparsers) -> None:
 
 def _adapt(args: argparse.Namespace) -> int:
     from detector.adapters.file import AdapterMetadata, save_adapter
-    from detector.adapters.tail import Tail, check_adaptable, default_split
+    from detector.adapters.tail import Tail, default_split
     from detector.adapters.train import AdaptConfig, extract_features, precompute, train
-    from detector.checkpoint import file_sha256, load_checkpoint
-    from detector.errors import CheckpointError
     from detector.training.datasets import load_samples
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     progress = not args.no_progress
-    base_sha = file_sha256(args.base)
-    if args.base_sha256 and base_sha != args.base_sha256.lower():
-        raise CheckpointError(f"base sha256 {base_sha} != expected {args.base_sha256}")
-    if args.out.suffix != ".safetensors":
-        raise SystemExit("error: --out must end in .safetensors")
-    model, meta = load_checkpoint(args.base)
-    glff = check_adaptable(model)
-    samples = load_samples(args.data, args.split)
-    fakes = sorted(
-        (s for s in samples if s.label == 1 and args.family in (None, s.group)),
-        key=lambda s: str(s.path),
-    )
-    reals = sorted((s for s in samples if s.label == 0), key=lambda s: str(s.path))
-    if len(fakes) < args.shots or len(reals) < args.shots:
-        raise SystemExit(
-            f"error: --shots {args.shots} needs {args.shots} fakes and reals; "
-            f"{args.data} has {len(fakes)} fakes and {len(reals)} reals"
-        )
-    rng = np.random.default_rng(args.seed)
-    chosen = [fakes[i] for i in sorted(rng.choice(len(fakes), args.shots, replace=False))]
-    chosen += [reals[i] for i in sorted(rng.choice(len(reals), args.shots, replace=False))]
+    glff, meta, base_sha = _load_base(args)
+    chosen = _draw_shots(args, load_samples(args.data, args.split))
     torch.manual_seed(args.seed)
     split = default_split(glff)
     began = time.monotonic()
@@ -100,14 +85,6 @@ def _adapt(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     trained = train(base_tail, data, labels, cfg, progress=progress)
-    root = args.data if args.data.is_dir() else args.data.parent
-
-    def rel(path: Path) -> str:
-        try:
-            return str(Path(path).relative_to(root))
-        except ValueError:
-            return str(path)
-
     adapter_meta = AdapterMetadata(
         generator=args.generator,
         method=args.method,
@@ -120,28 +97,70 @@ def _adapt(args: argparse.Namespace) -> int:
         shots=args.shots,
         seed=args.seed,
         threshold=args.threshold,
-        data={
-            "source": str(args.data),
-            "split": args.split,
-            "family": args.family,
-            "fakes": [rel(chosen[i].path) for i in kept if chosen[i].label == 1],
-            "reals": [rel(chosen[i].path) for i in kept if chosen[i].label == 0],
-        },
+        data=_data_record(args, [chosen[i] for i in kept]),
         training={**cfg.to_dict(), "final_loss": round(trained.final_loss, 6)},
     )
-    sha = save_adapter(args.out, trained.tensors, adapter_meta)
-    print(
-        json.dumps(
-            {
-                "out": str(args.out),
-                "sha256": sha,
-                "generator": args.generator,
-                "method": args.method,
-                "base_sha256": base_sha,
-                "images": len(kept),
-                "final_loss": round(trained.final_loss, 6),
-                "seconds": round(time.monotonic() - began, 1),
-            }
-        )
-    )
+    summary = {
+        "out": str(args.out),
+        "sha256": save_adapter(args.out, trained.tensors, adapter_meta),
+        "generator": args.generator,
+        "method": args.method,
+        "base_sha256": base_sha,
+        "images": len(kept),
+        "final_loss": round(trained.final_loss, 6),
+        "seconds": round(time.monotonic() - began, 1),
+    }
+    print(json.dumps(summary))
     return 0
+
+
+def _load_base(args: argparse.Namespace) -> tuple[GLFF, CheckpointMetadata, str]:
+    """The base checkpoint's model (checked adaptable), metadata and file sha256."""
+    from detector.adapters.tail import check_adaptable
+    from detector.checkpoint import file_sha256, load_checkpoint
+    from detector.errors import CheckpointError
+
+    base_sha = file_sha256(args.base)
+    if args.base_sha256 and base_sha != args.base_sha256.lower():
+        raise CheckpointError(f"base sha256 {base_sha} != expected {args.base_sha256}")
+    if args.out.suffix != ".safetensors":
+        raise SystemExit("error: --out must end in .safetensors")
+    model, meta = load_checkpoint(args.base)
+    return check_adaptable(model), meta, base_sha
+
+
+def _draw_shots(args: argparse.Namespace, samples: list[Sample]) -> list[Sample]:
+    """``--shots`` fakes (of ``--family`` when given) and as many reals, drawn with ``--seed``."""
+    fakes = sorted(
+        (s for s in samples if s.label == 1 and args.family in (None, s.group)),
+        key=lambda s: str(s.path),
+    )
+    reals = sorted((s for s in samples if s.label == 0), key=lambda s: str(s.path))
+    if len(fakes) < args.shots or len(reals) < args.shots:
+        raise SystemExit(
+            f"error: --shots {args.shots} needs {args.shots} fakes and reals; "
+            f"{args.data} has {len(fakes)} fakes and {len(reals)} reals"
+        )
+    rng = np.random.default_rng(args.seed)
+    chosen = [fakes[i] for i in sorted(rng.choice(len(fakes), args.shots, replace=False))]
+    chosen += [reals[i] for i in sorted(rng.choice(len(reals), args.shots, replace=False))]
+    return chosen
+
+
+def _data_record(args: argparse.Namespace, used: list[Sample]) -> dict[str, Any]:
+    """The adapter file's ``data``: where the images came from and which ones were used."""
+    root = args.data if args.data.is_dir() else args.data.parent
+
+    def rel(path: Path) -> str:
+        try:
+            return str(Path(path).relative_to(root))
+        except ValueError:
+            return str(path)
+
+    return {
+        "source": str(args.data),
+        "split": args.split,
+        "family": args.family,
+        "fakes": [rel(s.path) for s in used if s.label == 1],
+        "reals": [rel(s.path) for s in used if s.label == 0],
+    }

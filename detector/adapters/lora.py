@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["LoRADelta", "add_lora", "lora_targets", "lora_tensors", "merge_lora"]
+__all__ = ["LoRADelta", "add_lora", "lora_targets", "lora_tensors"]
 
 
 class LoRADelta(nn.Module):
@@ -82,9 +82,3 @@ def lora_tensors(module: nn.Module) -> dict[str, torch.Tensor]:
         out[f"{key}.lora_A"] = delta.lora_A.detach().clone()
         out[f"{key}.lora_B"] = delta.lora_B.detach().clone()
     return out
-
-
-def merge_lora(module: nn.Module) -> None:
-    """Fold every LoRA delta into its weight and drop the parametrizations (in place)."""
-    for _, owner, name, _ in _deltas(module):
-        parametrize.remove_parametrizations(owner, name, leave_parametrized=True)

@@ -112,7 +112,7 @@ def shared_views(model: GLFF, split: int, pixels: torch.Tensor, sizes: torch.Ten
         global_map.detach(),
         sizes,
         "psm",
-        suppression=cfg.suppression,  # type: ignore[arg-type]
+        suppression=cfg.suppression,
         iou_threshold=cfg.iou_threshold,
     )
     crops = crop_and_resize(images, selection.boxes, cfg.input_size).flatten(0, 1)

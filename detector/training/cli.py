@@ -7,8 +7,13 @@ import json
 import logging
 from dataclasses import fields
 from pathlib import Path
+from typing import get_args
 
 from detector.backbones import BACKBONES
+from detector.cli import add_arch_argument
+from detector.model import LocalBackbone
+from detector.patches import PatchStrategy
+from detector.representation import InputRepr
 
 Subparsers = argparse._SubParsersAction
 
@@ -27,19 +32,19 @@ def _add_train(sub: Subparsers) -> None:
     p.add_argument("--train-split", help="manifest split of the training rows (e.g. train)")
     p.add_argument("--val-split", help="manifest split of the validation rows (e.g. val)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, logs)")
-    p.add_argument("--arch", default="glff", choices=["glff", "global"])
-    p.add_argument("--patches", default="psm", choices=["psm", "random", "rsz448"])
+    add_arch_argument(p)
+    p.add_argument("--patches", default="psm", choices=get_args(PatchStrategy))
     p.add_argument("--backbone", default="resnet50", choices=sorted(BACKBONES))
     p.add_argument(
         "--backbone-weights",
         default="imagenet",
         help="'imagenet', a .pth state dict, or 'none' for random init",
     )
-    p.add_argument("--local-backbone", default="shared", choices=["shared", "separate"])
+    p.add_argument("--local-backbone", default="shared", choices=get_args(LocalBackbone))
     p.add_argument(
         "--input-repr",
         default="rgb",
-        choices=["rgb", "npr", "both"],
+        choices=get_args(InputRepr),
         help="backbone input: RGB, the upsampling residual x - up(down(x)), or both (6 channels)",
     )
     p.add_argument(
@@ -62,6 +67,26 @@ def _add_train(sub: Subparsers) -> None:
         metavar="N",
         help="freeze the first N backbone trunk modules (and their batch norm)",
     )
+    _add_schedule_arguments(p)
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit-train-batches", type=int, help="at most N batches per epoch")
+    p.add_argument("--name", default="", help="checkpoint name (default <arch>-<backbone>)")
+    p.add_argument("--version", default="0.1.0")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from OUT/last.safetensors with its saved configuration (only --epochs, "
+        "--workers, --device, --limit-train-batches and --no-progress apply)",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+
+def _add_schedule_arguments(p: argparse.ArgumentParser) -> None:
+    """Optimisation, early stopping and augmentation options of ``train``."""
     p.add_argument("--epochs", type=int, default=100, help="maximum epochs")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--accum-steps", type=int, default=1, help="gradient accumulation steps")
@@ -85,21 +110,6 @@ def _add_train(sub: Subparsers) -> None:
         action="store_true",
         help="validate on clean images (default: authors' blur 1.5 / JPEG 65)",
     )
-    p.add_argument("--workers", type=int, default=4)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--no-amp", action="store_true", help="no mixed precision on GPU")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--limit-train-batches", type=int, help="at most N batches per epoch")
-    p.add_argument("--name", default="", help="checkpoint name (default <arch>-<backbone>)")
-    p.add_argument("--version", default="0.1.0")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue from OUT/last.safetensors with its saved configuration (only --epochs, "
-        "--workers, --device, --limit-train-batches and --no-progress apply)",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_train)
 
 
 def _add_calibrate(sub: Subparsers) -> None:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from detector.model import ModelConfig
-from detector.representation import INPUT_REPRS
+from detector.backbones import BackboneName
+from detector.model import Arch, LocalBackbone, ModelConfig, canonical_arch
+from detector.patches import PatchStrategy
+from detector.representation import INPUT_REPRS, InputRepr
 from detector.training.augment import AugmentConfig, DebiasConfig
-
-ARCH_ALIASES = {"glff": "glff", "global": "cnn_aug", "cnn_aug": "cnn_aug"}
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,12 @@ class TrainConfig:
     out: str
     train_split: str | None = None
     val_split: str | None = None
-    arch: str = "glff"  # glff | global (the CNN_aug baseline)
-    patches: str = "psm"  # psm | random | rsz448 (ignored for global)
-    backbone: str = "resnet50"
+    arch: Arch = "glff"  # glff | global_only (old names accepted, see ModelConfig)
+    patches: PatchStrategy = "psm"  # ignored for global_only
+    backbone: BackboneName = "resnet50"
     backbone_weights: str | None = "imagenet"  # "imagenet", a .pth file, or None (random)
-    local_backbone: str = "shared"
-    input_repr: str = "rgb"  # rgb | npr | both (backbone input, see detector.representation)
+    local_backbone: LocalBackbone = "shared"
+    input_repr: InputRepr = "rgb"  # backbone input, see detector.representation
     extra_train: tuple[str, ...] = ()  # more training manifests/folders (e.g. synth-fakes output)
     debias: bool = False  # same random crop + JPEG re-encode for both classes (train and val)
     freeze_backbone: int = 0  # first N trunk modules frozen (their BN too)
@@ -58,8 +58,7 @@ class TrainConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCH_ALIASES:
-            raise ValueError(f"arch must be one of {sorted(ARCH_ALIASES)}")
+        object.__setattr__(self, "arch", canonical_arch(self.arch))
         if self.monitor not in ("acc", "ap"):
             raise ValueError("monitor must be 'acc' or 'ap'")
         if self.input_repr not in INPUT_REPRS:
@@ -69,11 +68,10 @@ class TrainConfig:
 
     def model_config(self) -> ModelConfig:
         """The :class:`detector.model.ModelConfig` this run trains."""
-        arch = ARCH_ALIASES[self.arch]
         return ModelConfig(
-            arch=arch,
+            arch=self.arch,
             backbone=self.backbone,
-            patch_strategy="none" if arch == "cnn_aug" else self.patches,
+            patch_strategy="none" if self.arch == "global_only" else self.patches,
             local_backbone=self.local_backbone,
             input_repr=self.input_repr,
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,7 @@ from detector.checkpoint import CheckpointMetadata, load_checkpoint, save_checkp
 from detector.model import GLFF, GlobalOnly
 from detector.training.augment import Perturb
 from detector.training.calibration import Calibration, Method, calibrate
-from detector.training.datasets import Sample, load_samples
+from detector.training.datasets import Sample, SkipReport, load_samples
 from detector.training.metrics import average_precision
 from detector.training.report import Scored, write_reports
 from detector.training.robustness import (
@@ -38,6 +38,31 @@ def load_model(path: Path, device: torch.device) -> tuple[GLFF | GlobalOnly, Che
     """A checkpoint's model in eval mode on ``device``."""
     model, meta = load_checkpoint(path)
     return model.to(device).eval(), meta
+
+
+@dataclass(frozen=True)
+class _Scorer:
+    """Scores models on one sample list with fixed loader settings."""
+
+    samples: list[Sample]
+    batch_size: int
+    workers: int
+    device: torch.device
+    progress: bool
+
+    def __call__(
+        self, model: GLFF | GlobalOnly, desc: str, transform: Perturb | None = None
+    ) -> tuple[np.ndarray, SkipReport]:
+        return score_samples(
+            model,
+            self.samples,
+            transform=transform,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            device=self.device,
+            progress=self.progress,
+            desc=desc,
+        )
 
 
 def evaluate(
@@ -64,25 +89,16 @@ def evaluate(
     ``out/jpeg-q<q>/``, with EVERY image (real and synthetic alike) re-encoded as JPEG at ``q``
     first, so the container and compression history cannot tell the classes apart.
     """
-    dev = resolve_device(device)
-    samples = load_samples(data, split)
-    labels = np.array([s.label for s in samples], dtype=np.float64)
     if names and len(names) != len(checkpoints):
         raise ValueError("give one --name per checkpoint")
+    samples = load_samples(data, split)
+    score = _Scorer(samples, batch_size, workers, resolve_device(device), progress)
     scored: list[Scored] = []
     models: list[GLFF | GlobalOnly] = []
     for i, path in enumerate(checkpoints):
-        model, meta = load_model(path, dev)
+        model, meta = load_model(path, score.device)
         name = names[i] if names else (meta.name or path.stem)
-        scores, skips = score_samples(
-            model,
-            samples,
-            batch_size=batch_size,
-            workers=workers,
-            device=dev,
-            progress=progress,
-            desc=name,
-        )
+        scores, skips = score(model, name)
         info = {
             "checkpoint": str(path),
             "arch": meta.config.arch,
@@ -98,44 +114,34 @@ def evaluate(
     for quality in reencode_jpeg:
         requalified: list[Scored] = []
         for model, base in zip(models, scored, strict=True):
-            s, skips = score_samples(
-                model,
-                samples,
-                transform=Perturb(jpeg_quality=quality),
-                batch_size=batch_size,
-                workers=workers,
-                device=dev,
-                progress=progress,
-                desc=f"{base.name} jpeg q{quality}",
-            )
-            requalified_info: dict[str, Any] = {
-                **base.meta,
-                "reencode_jpeg": quality,
-                "skipped_files": skips.errors,
-            }
-            requalified.append(Scored(base.name, samples, s, base.threshold, requalified_info))
+            s, skips = score(model, f"{base.name} jpeg q{quality}", Perturb(jpeg_quality=quality))
+            extra: dict[str, Any] = {"reencode_jpeg": quality, "skipped_files": skips.errors}
+            requalified.append(Scored(base.name, samples, s, base.threshold, base.meta | extra))
         sub = write_reports(out / f"jpeg-q{quality}", requalified, group_by, families)
         paths.update({f"jpeg_q{quality}_{k}": v for k, v in sub.items()})
     if robustness:
-        points = sweep(blur_sigmas, jpeg_qualities)
-
-        def global_ap(i: int, point: Perturbation) -> float:
-            s, _ = score_samples(
-                models[i],
-                samples,
-                transform=Perturb(point.blur_sigma, point.jpeg_quality),
-                batch_size=batch_size,
-                workers=workers,
-                device=dev,
-                progress=progress,
-                desc=f"{scored[i].name} {point.kind}={point.value:g}",
-            )
-            ok = ~np.isnan(s)
-            return average_precision(labels[ok], s[ok])
-
-        results: list[RobustnessPoint] = run_sweep([s.name for s in scored], points, global_ap)
+        results = _robustness(score, models, [s.name for s in scored], blur_sigmas, jpeg_qualities)
         paths.update({f"robustness_{k}": v for k, v in write_robustness(out, results).items()})
     return paths
+
+
+def _robustness(
+    score: _Scorer,
+    models: Sequence[GLFF | GlobalOnly],
+    names: list[str],
+    blur_sigmas: Sequence[float],
+    jpeg_qualities: Sequence[int],
+) -> list[RobustnessPoint]:
+    """Global AP of every model under each blur and JPEG perturbation (the paper's Fig. 3)."""
+    labels = np.array([s.label for s in score.samples], dtype=np.float64)
+
+    def global_ap(i: int, point: Perturbation) -> float:
+        desc = f"{names[i]} {point.kind}={point.value:g}"
+        s, _ = score(models[i], desc, Perturb(point.blur_sigma, point.jpeg_quality))
+        ok = ~np.isnan(s)
+        return average_precision(labels[ok], s[ok])
+
+    return run_sweep(names, sweep(blur_sigmas, jpeg_qualities), global_ap)
 
 
 def _refuse_test_data(data: Path, split: str | None) -> None:

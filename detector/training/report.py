@@ -230,25 +230,7 @@ def write_reports(
         writer.writeheader()
         writer.writerows(csv_rows)
     if families is not None:
-        t2 = [table2_row(sc, families) for sc in scored]
-        paths["table2_md"] = out_dir / "table2.md"
-        paths["table2_md"].write_text(table2_markdown(t2, families))
-        paths["table2_csv"] = out_dir / "table2.csv"
-        cols = [f.name for f in families.families] + [UNASSIGNED]
-        with paths["table2_csv"].open("w", newline="") as fh:
-            w = csv.writer(fh)
-            w.writerow(["method", *cols, "total_map", "global_ap"])
-            for r in t2:
-                w.writerow(
-                    [r.method, *[r.family_map.get(c, "") for c in cols], r.total_map, r.global_ap]
-                )
-        for entry, r in zip(report["methods"], t2, strict=True):
-            entry["table2"] = {
-                "families": {k: _none(v) for k, v in r.family_map.items()},
-                "total_map": _none(r.total_map),
-                "global_ap": _none(r.global_ap),
-                "generators": {k: _none(v) for k, v in r.generator_ap.items()},
-            }
+        paths.update(_write_table2(out_dir, scored, families, report["methods"]))
     paths["scores_csv"] = out_dir / "scores.csv"
     with paths["scores_csv"].open("w", newline="") as fh:
         w = csv.writer(fh)
@@ -261,6 +243,31 @@ def write_reports(
                 )
     paths["json"] = out_dir / "report.json"
     paths["json"].write_text(json.dumps(report, indent=2, default=str))
+    return paths
+
+
+def _write_table2(
+    out_dir: Path, scored: Sequence[Scored], families: Families, entries: list[dict[str, Any]]
+) -> dict[str, Path]:
+    """``table2.md/.csv``; each method's entry of ``report.json`` gains its ``table2``."""
+    t2 = [table2_row(sc, families) for sc in scored]
+    paths = {"table2_md": out_dir / "table2.md", "table2_csv": out_dir / "table2.csv"}
+    paths["table2_md"].write_text(table2_markdown(t2, families))
+    cols = [f.name for f in families.families] + [UNASSIGNED]
+    with paths["table2_csv"].open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["method", *cols, "total_map", "global_ap"])
+        for r in t2:
+            w.writerow(
+                [r.method, *[r.family_map.get(c, "") for c in cols], r.total_map, r.global_ap]
+            )
+    for entry, r in zip(entries, t2, strict=True):
+        entry["table2"] = {
+            "families": {k: _none(v) for k, v in r.family_map.items()},
+            "total_map": _none(r.total_map),
+            "global_ap": _none(r.global_ap),
+            "generators": {k: _none(v) for k, v in r.generator_ap.items()},
+        }
     return paths
 
 

@@ -227,28 +227,10 @@ def synthesize(
         log.info("autoencoder %s x%d: L1 %.4f (%.0fs)", kind, factor, loss, time.monotonic() - t0)
         models.append(ae)
     order = np.random.default_rng(cfg.seed).permutation(len(kept))
-    rows = []
-    for j, idx in enumerate(tqdm(order, desc="reconstruct", disable=not progress)):
-        a = j % len(models)
-        ae = models[a]
-        fake = reconstruct(ae, pixels[idx])
-        if cfg.match_colour:
-            fake = match_colour(fake, pixels[idx])
-        real = kept[idx]
-        name = f"{real.stem}-{ae.kind}-x{ae.factor}.png"
-        Image.fromarray(fake.permute(1, 2, 0).numpy()).save(out / name)
-        rows.append(
-            {
-                "path": name,
-                "label": 1,
-                "split": "",
-                "family": f"ae-{ae.kind}-x{ae.factor}",
-                "source": "synth-fakes",
-                "real_path": str(real),
-                "kind": ae.kind,
-                "factor": ae.factor,
-            }
-        )
+    rows = [
+        _write_fake(models[j % len(models)], pixels[idx], kept[idx], out, cfg)
+        for j, idx in enumerate(tqdm(order, desc="reconstruct", disable=not progress))
+    ]
     rows.sort(key=lambda r: str(r["path"]))
     manifest = out / "manifest.csv"
     with manifest.open("w", newline="") as fh:
@@ -256,3 +238,24 @@ def synthesize(
         writer.writeheader()
         writer.writerows(rows)
     return manifest
+
+
+def _write_fake(
+    ae: AutoEncoder, pixels: torch.Tensor, real: Path, out: Path, cfg: SynthConfig
+) -> dict[str, object]:
+    """Reconstruct one photo with ``ae``, save it as PNG in ``out``; its manifest row."""
+    fake = reconstruct(ae, pixels)
+    if cfg.match_colour:
+        fake = match_colour(fake, pixels)
+    name = f"{real.stem}-{ae.kind}-x{ae.factor}.png"
+    Image.fromarray(fake.permute(1, 2, 0).numpy()).save(out / name)
+    return {
+        "path": name,
+        "label": 1,
+        "split": "",
+        "family": f"ae-{ae.kind}-x{ae.factor}",
+        "source": "synth-fakes",
+        "real_path": str(real),
+        "kind": ae.kind,
+        "factor": ae.factor,
+    }

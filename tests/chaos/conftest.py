@@ -42,12 +42,12 @@ def chaos_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init global-only mobilenet_v2 checkpoint: one forward pass per image, so CPU
     time goes to Kafka, not inference."""
     torch.manual_seed(0)
-    config = ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none")
-    path = tmp_path_factory.mktemp("chaos-ckpt") / "cnn-aug-mnv2.safetensors"
+    config = ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
+    path = tmp_path_factory.mktemp("chaos-ckpt") / "global-only-mnv2.safetensors"
     save_checkpoint(
         path,
         build_model(config, backbone_weights=None),
-        CheckpointMetadata(config=config, name="chaos-cnn-aug", version="0.0.1"),
+        CheckpointMetadata(config=config, name="chaos-global-only", version="0.0.1"),
     )
     return path
 

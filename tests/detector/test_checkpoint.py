@@ -75,7 +75,7 @@ def _rewrite(src: Path, dst: Path, edit: Mapping[str, object]) -> Path:
     "edit",
     [
         {"backbone": "resnet50"},
-        {"architecture": "cnn_aug"},
+        {"architecture": "global_only"},
         {"patch_strategy": "random"},
         {"input_size": 448},
         {"threshold": 1.5},
@@ -159,7 +159,7 @@ def test_save_sets_config_from_model(small_model: GLFF, tmp_path: Path) -> None:
     "config",
     [
         ModelConfig(backbone="mobilenet_v2", patch_strategy="rsz448", local_backbone="separate"),
-        ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none"),
+        ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none"),
     ],
 )
 def test_variants_round_trip(config: ModelConfig, tmp_path: Path) -> None:

@@ -84,10 +84,10 @@ def test_init_checkpoint_imagenet_and_baseline(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "base.safetensors"
-    args = ["init-checkpoint", "--arch", "cnn_aug", "--backbone", "mobilenet_v2"]
+    args = ["init-checkpoint", "--arch", "global_only", "--backbone", "mobilenet_v2"]
     assert main([*args, "--backbone-weights", "imagenet", "--out", str(out)]) == 0
     meta = read_metadata(out)
-    assert meta["architecture"] == "cnn_aug" and meta["patch_strategy"] == "none"
+    assert meta["architecture"] == "global_only" and meta["patch_strategy"] == "none"
     assert meta["training"]["init"] == "imagenet"
 
 

@@ -95,7 +95,8 @@ def test_bad_input_raises_a_typed_error(detector: Detector) -> None:
 
 
 def test_global_only_baseline_has_no_patches() -> None:
-    model = build_model(ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none"))
+    config = ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
+    model = build_model(config)
     det = Detector(model, CheckpointMetadata(config=model.config), device="cpu")
     (pred,) = det.predict([Image.fromarray(random_array(80, 80))])
     assert pred.patches == [] and pred.global_attention == 1.0
@@ -129,3 +130,27 @@ def test_empty_list_and_smallest_image(detector: Detector) -> None:
     (pred,) = detector.predict([Image.fromarray(random_array(32, 32))])
     assert (pred.width, pred.height) == (32, 32)
     assert all(q.box == (0, 0, 32, 32) for q in pred.patches)
+
+
+class _PathLike:
+    """A path-like that is not a :class:`Path` (``os.PathLike[str]``)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+
+def test_str_and_path_like_paths_are_images(detector: Detector, tmp_path: Path) -> None:
+    path = tmp_path / "a.jpg"
+    Image.fromarray(random_array(80, 120, seed=7)).save(path)
+    by_path, by_str, by_fspath = detector.predict([path, str(path), _PathLike(path)])
+    assert by_path.score == by_str.score == by_fspath.score
+    assert (by_str.width, by_str.height) == (120, 80)
+
+
+@pytest.mark.parametrize("one", ["a.jpg", b"\x89PNG", Path("a.jpg")])
+def test_one_image_instead_of_a_list_is_a_clear_error(detector: Detector, one: object) -> None:
+    with pytest.raises(TypeError, match="list of images"):
+        detector.predict(one)  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ def test_variant_parameter_counts() -> None:
     shared = _count(ModelConfig(backbone="resnet18"))
     separate = _count(ModelConfig(backbone="resnet18", local_backbone="separate"))
     assert separate - shared == 11_176_512 + 512 * 128 + 128  # trunk + local embedding
-    assert _count(ModelConfig(arch="cnn_aug", patch_strategy="none")) == 23_508_032 + 2049
+    assert _count(ModelConfig(arch="global_only", patch_strategy="none")) == 23_508_032 + 2049
 
 
 def _batch() -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
@@ -50,7 +50,8 @@ def test_output_shapes(strategy: str, k: int) -> None:
 
 
 def test_global_only_baseline() -> None:
-    model = build_model(ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none"))
+    config = ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
+    model = build_model(config)
     pixels, sizes, _ = _batch()
     with torch.no_grad():
         out = model.eval()(pixels, sizes)

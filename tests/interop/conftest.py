@@ -46,7 +46,7 @@ def sdk1() -> Path:
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A random-init global-only checkpoint: the interop tests judge formats, not images."""
     torch.manual_seed(0)
-    config = ModelConfig(arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none")
+    config = ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
     model = build_model(config, backbone_weights=None)
     path = tmp_path_factory.mktemp("ckpt") / "interop.safetensors"
     save_checkpoint(path, model, CheckpointMetadata(config=config, name="interop", version="1"))

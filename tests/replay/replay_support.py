@@ -48,10 +48,10 @@ class Recorded:
 
 
 def make_checkpoint(path: Path, backbone: str = "mobilenet_v2", seed: int = 0) -> Path:
-    """A random-init global-only (``cnn_aug``) checkpoint: one 224 crop per image, so ~7x
+    """A random-init ``global_only`` checkpoint: one 224 crop per image, so ~7x
     cheaper on CPU than GLFF; the replay/exactly-once logic does not depend on the arch."""
     torch.manual_seed(seed)
-    config = ModelConfig(arch="cnn_aug", backbone=backbone, patch_strategy="none")
+    config = ModelConfig(arch="global_only", backbone=backbone, patch_strategy="none")
     model = build_model(config, backbone_weights=None)
     with torch.no_grad():  # random-init features are ~1e-9: amplify so scores differ by image
         model.head.weight.mul_(1e9)

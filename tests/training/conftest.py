@@ -102,7 +102,7 @@ def tiny_checkpoint(tmp_path: Path) -> Callable[..., Path]:
     def _make(arch: str = "glff", threshold: float = 0.5, seed: int = 0) -> Path:
         torch.manual_seed(seed)
         config = ModelConfig(
-            arch=arch, backbone=TINY, patch_strategy="none" if arch == "cnn_aug" else "psm"
+            arch=arch, backbone=TINY, patch_strategy="none" if arch == "global_only" else "psm"
         )
         path = tmp_path / f"{arch}-{seed}.safetensors"
         save_checkpoint(

@@ -97,7 +97,7 @@ def test_evaluate_cli_reports_and_robustness_plots(
 ) -> None:
     root = make_dataset(groups=("progan", "cyclegan", "seeingdark"), per_class=3)
     (root / "cyclegan" / "1_fake" / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
-    glff, baseline = tiny_checkpoint("glff", 0.4), tiny_checkpoint("cnn_aug", 0.5, seed=1)
+    glff, baseline = tiny_checkpoint("glff", 0.4), tiny_checkpoint("global_only", 0.5, seed=1)
     out = tmp_path / "eval"
     code = main([
         "evaluate", str(glff), str(baseline), "--data", str(root), "--families", "cnndetection",

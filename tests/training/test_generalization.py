@@ -45,12 +45,12 @@ def test_npr_residual_is_zero_on_nearest_upsampled_images_and_on_block_corners()
     assert torch.allclose(r[..., 6, 8], torch.zeros(1, 3))
 
 
-@pytest.mark.parametrize("arch", ["glff", "cnn_aug"])
+@pytest.mark.parametrize("arch", ["glff", "global_only"])
 def test_both_widens_the_first_convolution_and_round_trips(arch: str, tmp_path: Path) -> None:
     cfg = ModelConfig(
         arch=arch,
         backbone=TINY,
-        patch_strategy="none" if arch == "cnn_aug" else "psm",
+        patch_strategy="none" if arch == "global_only" else "psm",
         input_repr="both",
     )
     model = build_model(cfg)

@@ -86,11 +86,11 @@ def test_global_baseline_with_accumulation_and_frozen_trunk(
     split_root: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "run"
-    cfg = _config(split_root, out, arch="global", accum_steps=2, batch_size=4, freeze_backbone=2,
-                  monitor="ap")  # fmt: skip
+    cfg = _config(split_root, out, arch="global_only", accum_steps=2, batch_size=4,
+                  freeze_backbone=2, monitor="ap")  # fmt: skip
     result = train(cfg)
     model, meta = load_checkpoint(result.last_path)
-    assert meta.config.arch == "cnn_aug" and meta.training["config"]["accum_steps"] == 2
+    assert meta.config.arch == "global_only" and meta.training["config"]["accum_steps"] == 2
     torch.manual_seed(cfg.seed)  # train() builds its model right after seeding the same way
     init = build_model(cfg.model_config(), None)
     trained, start = model.backbone.features, init.backbone.features
