@@ -1,14 +1,7 @@
 """Claim-check image fetching over http(s), with hard limits and an SSRF guard.
 
-Errors (each carries the dead-letter ``code``, ``retryable`` and ``attempts``)::
-
-    FetchError
-     ├── FetchFailedError       fetch_failed      HTTP error status, DNS, connection, TLS,
-     │                                            too many redirects (5xx/429/connect: retried)
-     ├── FetchForbiddenError    fetch_forbidden   scheme, credentials in URL, SSRF guard, refs off
-     ├── FetchTimeoutError      fetch_timeout     the attempt's wall-clock budget ran out
-     ├── FetchTooLargeError     fetch_too_large   declared or streamed body above max_bytes
-     └── ChecksumMismatchError  checksum_mismatch size or sha256 differ from the event
+Errors: the :class:`~consumer.errors.FetchError` family (in :mod:`consumer.errors`, which maps
+each to its dead-letter code); each carries ``retryable`` and ``attempts``.
 
 Limits: one attempt (all redirects, headers and body) has a wall-clock deadline enforced on
 every socket operation; the body is streamed and abandoned past ``max_bytes``; each redirect
@@ -42,8 +35,15 @@ from tenacity import (
     stop_after_delay,
 )
 
+from consumer.errors import (
+    ChecksumMismatchError,
+    FetchError,
+    FetchFailedError,
+    FetchForbiddenError,
+    FetchTimeoutError,
+    FetchTooLargeError,
+)
 from consumer.ssrf import AddressPolicy, ForbiddenAddressError, IPAddress, Resolver, system_resolver
-from schemas import ErrorCode
 
 __all__ = [
     "ChecksumMismatchError",
@@ -101,50 +101,6 @@ class FetchedImage:
     elapsed_ms: float
     """Whole fetch, retries and backoff included."""
     sha256: str
-
-
-class FetchError(Exception):
-    """Base of fetch failures; ``code`` is the dead-letter reason."""
-
-    code: ErrorCode = ErrorCode.FETCH_FAILED
-
-    def __init__(
-        self, message: str, *, retryable: bool = False, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-        self.attempts = 1
-
-
-class FetchFailedError(FetchError):
-    """The server or network failed, or the response was unusable."""
-
-    code = ErrorCode.FETCH_FAILED
-
-
-class FetchForbiddenError(FetchError):
-    """The URL is refused by policy before any connection is made."""
-
-    code = ErrorCode.FETCH_FORBIDDEN
-
-
-class FetchTimeoutError(FetchError):
-    """The attempt's wall-clock budget ran out."""
-
-    code = ErrorCode.FETCH_TIMEOUT
-
-
-class FetchTooLargeError(FetchError):
-    """The body is larger than ``max_bytes``."""
-
-    code = ErrorCode.FETCH_TOO_LARGE
-
-
-class ChecksumMismatchError(FetchError):
-    """The body differs from the size or sha256 declared in the event."""
-
-    code = ErrorCode.CHECKSUM_MISMATCH
 
 
 class ImageFetcher:

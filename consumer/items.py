@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from consumer.errors import InvalidMessage, error_code, error_message
 from consumer.kafka.headers import HeaderError, Headers, read_headers
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ def _as_bytes(value: str | bytes | None) -> bytes | None:
 class Timings:
     """Milliseconds spent in each stage of one message."""
 
-    queue_ms: float = 0.0
     fetch_ms: float = 0.0
     decode_ms: float = 0.0
     inference_ms: float = 0.0
@@ -92,7 +92,6 @@ class WorkItem:
     prediction: Prediction | None = None
     provenance: ProvenanceReport | None = None
     timings: Timings = field(default_factory=Timings)
-    stage_started: float = field(default_factory=time.monotonic)
 
     @property
     def event_id(self) -> str:
@@ -114,6 +113,27 @@ class Failure:
     @property
     def event_id(self) -> str | None:
         return None if self.event is None else self.event.event_id
+
+    @classmethod
+    def of(
+        cls,
+        envelope: Envelope,
+        exc: Exception,
+        *,
+        event: ParsedImageEvent | None = None,
+        first_failure_at: float | None = None,
+    ) -> Failure:
+        """The dead letter of ``envelope`` failed by ``exc`` (code from :mod:`consumer.errors`)."""
+        now = time.time()
+        return cls(
+            envelope,
+            error_code(exc),
+            error_message(exc),
+            attempts=exc.attempts if isinstance(exc, InvalidMessage) else 1,
+            first_failure_at=now if first_failure_at is None else first_failure_at,
+            last_failure_at=now,
+            event=event,
+        )
 
 
 Outcome = WorkItem | Failure

@@ -49,19 +49,27 @@ def adapter_files(settings: ModelSettings) -> list[Path]:
 
 
 def load_detector(settings: ModelSettings, limits: ImageLimits) -> Detector:
-    """Load the checkpoint and adapters the settings name; raises on anything wrong."""
-    from detector import Detector
+    """Load the checkpoint and adapters the settings name, warm.
+
+    Raises:
+        ConfigurationError: the checkpoint is missing, corrupt, pickled or does not match its
+            sha256 or its adapters; the device, precision or runtime cannot be used.
+    """
+    from detector import Detector, DetectorError
 
     if not settings.checkpoint.is_file():
         raise ConfigurationError(f"checkpoint not found: {settings.checkpoint}")
-    detector = Detector.from_checkpoint(
-        settings.checkpoint,
-        device=settings.device,
-        precision=settings.precision,
-        limits=limits,
-        runtime=settings.runtime,
-        adapters=adapter_files(settings),
-    )
+    try:
+        detector = Detector.from_checkpoint(
+            settings.checkpoint,
+            device=settings.device,
+            precision=settings.precision,
+            limits=limits,
+            runtime=settings.runtime,
+            adapters=adapter_files(settings),
+        )
+    except DetectorError as exc:  # CheckpointError among them: a deployment error
+        raise ConfigurationError(f"cannot load {settings.checkpoint}: {exc}") from exc
     expected = settings.checkpoint_sha256
     if expected is not None and detector.info.weights_sha256 != expected.lower():
         raise ConfigurationError(

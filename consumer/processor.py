@@ -27,7 +27,6 @@ from confluent_kafka import (
 
 from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker, Partition
-from consumer.errors import MessageRejected
 from consumer.health import HealthState
 from consumer.items import Envelope
 from consumer.metrics import Metrics
@@ -133,11 +132,7 @@ class StreamProcessor:
             if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
-            try:
-                self._head.submit(env)
-            except MessageRejected:
-                self._reject()
-                return
+            self._head.submit(env)
             self._carried.popleft()
             self._tracker.register(env.tp, env.offset)
             self._metrics.events_in.labels(topic=env.topic).inc()

@@ -28,7 +28,6 @@ from consumer.backpressure import Backpressure, PixelBudget
 from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.enrich import ProvenanceEnricher
-from consumer.errors import ConfigurationError
 from consumer.fetch import ImageFetcher
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
@@ -137,8 +136,6 @@ class Service:
     def _load_detector(self) -> LoadedDetector:
         if self.detector is None:
             model = self.settings.model
-            if not model.checkpoint.is_file():
-                raise ConfigurationError(f"checkpoint not found: {model.checkpoint}")
             began = time.monotonic()
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())

@@ -20,9 +20,9 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from consumer.commit_tracker import CommitTracker
 from consumer.fetch import ImageFetcher
-from consumer.items import Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.items import Envelope, Failure, Outcome
 from consumer.metrics import Metrics
-from consumer.records import RecordFactory
+from consumer.records import RecordBuilder, RecordFactory, output_record
 from consumer.replay.output import ReplayOutput
 from consumer.replay.ranges import OffsetRange, Partition
 from consumer.replay.state import ReplayState
@@ -33,7 +33,7 @@ from consumer.steps.detect import DetectStep, Predictor
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.parse import ParseStep
 from detector import ImageLimits
-from schemas import ReplayInfo, decode_verdict, encode_verdict
+from schemas import ReplayInfo
 
 __all__ = [
     "ReplayResult",
@@ -96,14 +96,12 @@ class ReplaySink(ProcessingStep[Outcome]):
 
     def __init__(
         self,
-        records: RecordFactory,
-        replay: ReplayInfo,
+        records: RecordBuilder,
         output: ReplayOutput,
         tracker: CommitTracker,
         on_written: Any = None,
     ) -> None:
         self._records = records
-        self._replay = replay
         self._output = output
         self._tracker = tracker
         self._on_written = on_written
@@ -112,15 +110,8 @@ class ReplaySink(ProcessingStep[Outcome]):
 
     def submit(self, item: Outcome) -> None:
         env = item.envelope
-        dead = isinstance(item, Failure)
-        if isinstance(item, WorkItem):
-            try:
-                record = self._stamped(self._records.verdict(item))
-            except Exception as exc:  # an invalid verdict becomes a dead letter, as live
-                log.exception("verdict_build_failed", event_id=item.event_id)
-                record, dead = self._dead(item, exc), True
-        else:
-            record = self._records.dead_letter(item)
+        outcome, record = output_record(self._records, item)
+        dead = isinstance(outcome, Failure)
 
         def done() -> None:
             self._tracker.done(env.tp, env.offset, env.epoch)
@@ -132,17 +123,6 @@ class ReplaySink(ProcessingStep[Outcome]):
                 self._on_written()
 
         self._output.write(record, dead, done)
-
-    def _stamped(self, record: OutRecord) -> OutRecord:
-        verdict = decode_verdict(record.value, record.headers)
-        key, value, headers = encode_verdict(verdict.model_copy(update={"replay": self._replay}))
-        return OutRecord(record.topic, key, value, tuple(headers))
-
-    def _dead(self, item: WorkItem, exc: Exception) -> OutRecord:
-        from schemas import ErrorCode
-
-        failure = Failure(item.envelope, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return self._records.dead_letter(failure)
 
     def poll(self) -> None:
         self._output.poll()
@@ -182,7 +162,7 @@ class ReplayRunner:
         )
         self._bar: Any = None
         self._closed: dict[Partition, int] = {}
-        self.sink = ReplaySink(records, replay, output, self._tracker, self._tick)
+        self.sink = ReplaySink(records.with_replay(replay), output, self._tracker, self._tick)
         self._head = self._build(predictor)
 
     def _build(self, predictor: Predictor) -> ParseStep:

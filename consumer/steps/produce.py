@@ -7,17 +7,18 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Protocol
+from typing import Literal
 
 import structlog
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.metrics import Metrics
+from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
-from schemas import ErrorCode
 
-__all__ = ["ProduceStep", "RecordBuilder"]
+__all__ = ["ProduceStep"]
 
 log = structlog.get_logger("consumer.produce")
 
@@ -30,16 +31,6 @@ _NEXT: dict[Stage, Stage] = {
 }
 _MAX_REMEMBERED = 10_000
 """Source messages whose output failed for good, remembered across an exactly-once rewind."""
-
-
-class RecordBuilder(Protocol):
-    """Turns outcomes into wire records (see :mod:`consumer.records`)."""
-
-    def verdict(self, item: WorkItem) -> OutRecord: ...
-
-    def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
-
-    def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
 
 
 @dataclass(slots=True)
@@ -152,13 +143,10 @@ class ProduceStep(ProcessingStep[Outcome]):
         if known is not None:
             stage, reason = known
             return self._stage(item, stage, reason)
-        if isinstance(item, WorkItem):
-            try:
-                return _Pending(item, self._builder.verdict(item), "verdict")
-            except Exception as exc:
-                log.exception("verdict_build_failed", event_id=item.event_id)
-                item = Failure(env, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return _Pending(item, self._builder.dead_letter(item), "dead_letter")
+        outcome, record = output_record(self._builder, item)
+        return _Pending(
+            outcome, record, "verdict" if isinstance(outcome, WorkItem) else "dead_letter"
+        )
 
     def _stage(self, item: Outcome, stage: Stage, reason: str) -> _Pending | None:
         """The record of ``item`` at ``stage`` after a permanent failure (None: undeliverable)."""
@@ -168,8 +156,8 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._on_undeliverable(env, reason)
             return None
         if isinstance(item, WorkItem):  # its verdict was refused for good
-            message = f"verdict not delivered: {reason}"
-            item = Failure(env, ErrorCode.OUTPUT_REJECTED, message, event=item.event)
+            refused = OutputRejected(f"verdict not delivered: {reason}")
+            item = Failure.of(env, refused, event=item.event)
         minimal = stage == "minimal"
         return _Pending(item, self._builder.dead_letter(item, minimal=minimal), stage)
 

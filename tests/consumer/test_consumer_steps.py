@@ -12,6 +12,7 @@ from consumer_support import encode, image_event
 from kafka_support import image_bytes
 
 from consumer.backpressure import PixelBudget
+from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
@@ -108,9 +109,8 @@ def test_batch_step_forwards_by_size_and_on_join() -> None:
 
 class FailingFetcher:
     def fetch(self, url: str, expected_sha256: str | None, expected_size: int | None) -> bytes:
-        error = RuntimeError("503 from origin")
-        error.code = ErrorCode.FETCH_FAILED  # type: ignore[attr-defined]
-        error.attempts = 3  # type: ignore[attr-defined]
+        error = FetchFailedError("503 from origin", retryable=True)
+        error.attempts = 3
         raise error
 
 
