@@ -23,10 +23,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from pydantic import BaseModel, Field, IPvAnyNetwork
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -43,6 +42,7 @@ from consumer.errors import (
     FetchTimeoutError,
     FetchTooLargeError,
 )
+from consumer.settings import FetchSettings
 from consumer.ssrf import AddressPolicy, ForbiddenAddressError, IPAddress, Resolver, system_resolver
 
 __all__ = [
@@ -50,7 +50,6 @@ __all__ = [
     "FetchError",
     "FetchFailedError",
     "FetchForbiddenError",
-    "FetchSettings",
     "FetchTimeoutError",
     "FetchTooLargeError",
     "FetchedImage",
@@ -59,33 +58,6 @@ __all__ = [
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
-
-
-class FetchSettings(BaseModel):
-    """Limits and policy of claim-check fetches (``SYNTHSCAN_FETCH__*`` in the service)."""
-
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    """Wall-clock budget of one attempt: connect, TLS, redirects, headers and body."""
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
-    """Budget of one TCP connect (within ``timeout_s``)."""
-    max_total_s: Annotated[float, Field(gt=0)] = 30.0
-    """Budget of the whole fetch including retries and backoff."""
-    max_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
-    """Largest body accepted; bigger ones are abandoned (``fetch_too_large``)."""
-    max_redirects: Annotated[int, Field(ge=0, le=20)] = 3
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
-    """Extra attempts after the first, for transient failures only (connect, 5xx, 429)."""
-    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.2
-    backoff_max_s: Annotated[float, Field(ge=0)] = 2.0
-    allow_hosts: list[str] = Field(default_factory=list)
-    """Host names exempt from the SSRF address check (e.g. an in-cluster object store)."""
-    allow_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
-    """Networks exempt from the SSRF address check (tests and the demo: ``127.0.0.1/32``)."""
-    object_base_url: str | None = None
-    """Base URL that event ``ref`` object keys are resolved against; None refuses refs."""
-    user_agent: str = "synthscan-fetch/1"
-    ca_file: str | None = None
-    """PEM bundle to verify TLS servers with, instead of the system store."""
 
 
 @dataclass(frozen=True, slots=True)

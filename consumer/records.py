@@ -28,7 +28,6 @@ from schemas import (
     build_dead_letter,
     encode_dead_letter,
     encode_verdict,
-    label_for,
 )
 
 if TYPE_CHECKING:
@@ -167,7 +166,7 @@ class RecordFactory:
 
     def _stamp_of(self, pred: Prediction) -> ModelStamp:
         """The stamp of the model that made ``pred`` (it changes across a hot reload)."""
-        info = getattr(pred, "model_info", None)
+        info = pred.model_info
         if info is None:
             return self._stamp
         cached = self._stamps.get(id(info))
@@ -190,7 +189,7 @@ class RecordFactory:
             content_id=item.event.content_id,
             tenant=data.tenant,
             platform=data.platform,
-            label=label_for(pred.score, pred.threshold),
+            label=pred.label,
             score=pred.score,
             threshold=pred.threshold,
             patches=[

@@ -46,7 +46,7 @@ from consumer.steps.parse import ParseStep
 from consumer.steps.produce import ProduceStep
 from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
-from detector import ImageLimits, ModelInfo
+from detector import ModelInfo
 from detector.runtime import default_threads
 
 __all__ = ["LoadedDetector", "Service", "in_flight_limit"]
@@ -139,25 +139,19 @@ class Service:
             began = time.monotonic()
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())
-            detector = load_detector(model, self._limits())  # checkpoint + adapters, warm
+            max_batch = self.settings.batching.max_batch_size  # one forward pass per batch
+            detector = load_detector(model, self.settings.decode, max_batch)  # + adapters, warm
             log.info(
                 "model_loaded",
                 seconds=round(time.monotonic() - began, 2),
                 **detector.info.to_dict(),
             )
-            self.detector = reloader_for(model, self._limits(), detector, self.metrics, self._stop)
+            self.detector = reloader_for(
+                model, self.settings.decode, max_batch, detector, self.metrics, self._stop
+            )
         self.metrics.set_model_info(_info_dict(self.detector.info))
         self.health.model_ready = True
         return self.detector
-
-    def _limits(self) -> ImageLimits:
-        d = self.settings.decode
-        return ImageLimits(
-            max_bytes=d.max_bytes,
-            max_pixels=d.max_pixels,
-            max_side=d.max_side,
-            min_side=d.min_side,
-        )
 
     def _run_pipeline(self, detector: LoadedDetector) -> None:
         kafka = self.settings.kafka
@@ -283,7 +277,7 @@ class Service:
             batch,
             produce,
             fetcher,
-            self._limits(),
+            self.settings.decode,
             self.metrics,
             workers=batching.fetch_workers,
             resolve_ref=_ref_resolver(fetcher),

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -172,10 +172,11 @@ def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) 
             device=m.device,
             precision=m.precision,
             adapters=adapters,
+            limits=settings.decode,
+            max_batch=settings.batching.max_batch_size,
         )
     if options.threshold is not None:  # a candidate threshold: same weights, new labels
-        detector.metadata = replace(detector.metadata, threshold=options.threshold)
-        detector.info = replace(detector.info, threshold=options.threshold)
+        detector = detector.with_threshold(options.threshold)
     return detector
 
 

@@ -246,7 +246,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._rejected.pop(_coords(env), None)
         now = time.time()
         if isinstance(item, WorkItem) and item.prediction is not None:
-            label = "synthetic" if item.prediction.is_synthetic else "real"
+            label = item.prediction.label
             self._metrics.verdicts.labels(label=label).inc()
             log.info(
                 "verdict",

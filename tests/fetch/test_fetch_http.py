@@ -17,11 +17,11 @@ from consumer.fetch import (
     FetchError,
     FetchFailedError,
     FetchForbiddenError,
-    FetchSettings,
     FetchTimeoutError,
     FetchTooLargeError,
     ImageFetcher,
 )
+from consumer.settings import FetchSettings
 from schemas import ErrorCode
 
 IMAGE = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
