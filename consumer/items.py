@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from consumer.errors import InvalidMessage, error_code, error_message
-from consumer.kafka.headers import HeaderError, Headers, read_headers
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message
-
+    from consumer.kafka.headers import Headers
     from detector import DecodedImage, Prediction
     from provenance import ProvenanceReport
     from schemas import ErrorCode, ParsedImageEvent
@@ -21,7 +19,8 @@ __all__ = ["Delivered", "Envelope", "Failure", "OutRecord", "Outcome", "Timings"
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One consumed Kafka message, detached from librdkafka, plus its assignment epoch."""
+    """One consumed Kafka message, detached from the client, plus its assignment epoch
+    (:func:`consumer.kafka.messages.to_envelope` makes one)."""
 
     topic: str
     partition: int
@@ -38,37 +37,6 @@ class Envelope:
     @property
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
-
-    @classmethod
-    def from_message(cls, msg: Message, epoch: int) -> Envelope:
-        ts_type, ts = msg.timestamp()
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if topic is None or partition is None or offset is None:
-            raise ValueError("not a consumed message (no topic, partition or offset)")
-        headers, header_error = _read_headers(msg)
-        return cls(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=_as_bytes(msg.key()),
-            value=_as_bytes(msg.value()),
-            headers=headers,
-            timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
-            epoch=epoch,
-            header_error=header_error,
-        )
-
-
-def _read_headers(msg: Message) -> tuple[Headers, str | None]:
-    """The headers, or none and the reason when the client cannot decode them (poison)."""
-    try:
-        return read_headers(msg), None
-    except HeaderError as exc:
-        return (), str(exc)
-
-
-def _as_bytes(value: str | bytes | None) -> bytes | None:
-    return value.encode("utf-8") if isinstance(value, str) else value
 
 
 @dataclass(slots=True)

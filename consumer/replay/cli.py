@@ -142,12 +142,11 @@ def _new_state(
     path: Path,
     model: dict[str, Any],
 ) -> ReplayState:
-    from confluent_kafka import Consumer
-
-    from consumer.replay.runner import replay_consumer_config
+    from consumer.kafka import Consumer
+    from consumer.kafka.config import replay_consumer_config
 
     topics = options.topics or list(settings.kafka.input_topics)
-    probe = Consumer(replay_consumer_config(settings, run_id))
+    probe = Consumer(replay_consumer_config(settings.kafka, run_id))
     try:
         ranges = resolve_ranges(
             probe, topics, from_ms=options.from_ms, to_ms=options.to_ms, explicit=options.offsets
@@ -200,25 +199,19 @@ def _output(
 ) -> ReplayOutput:
     if options.output_file is not None:
         return JsonlOutput(options.output_file, None if resume is None else resume.output_bytes)
-    from consumer.replay.runner import base_config
+    from consumer.kafka.config import audit_producer_config
 
     assert options.output_topic is not None
-    conf = {
-        **base_config(settings),
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": "zstd",
-        "linger.ms": 20,
-    }
+    conf = audit_producer_config(settings.kafka)
     return TopicOutput(conf, options.output_topic, f"{options.output_topic}.dlq")
 
 
 def _compare(
     options: ReplayOptions, settings: ServiceSettings, run_id: str, state: ReplayState
 ) -> Comparison:
-    from consumer.replay.runner import base_config
+    from consumer.kafka.config import common_config
 
-    conf = base_config(settings)
+    conf = common_config(settings.kafka)
     if options.output_file is not None:
         new = read_new_from_file(options.output_file)
     else:

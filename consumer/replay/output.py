@@ -17,10 +17,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
 from consumer.items import OutRecord
+from consumer.kafka import KafkaError, Producer
+from consumer.kafka.admin import ensure_topics
 
 __all__ = ["JsonlOutput", "ReplayOutput", "Source", "TopicOutput", "dead_letter_path"]
 
@@ -100,7 +99,7 @@ class TopicOutput:
     def __init__(self, producer_conf: dict[str, Any], topic: str, dead_letter_topic: str):
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
-        _ensure_topics(producer_conf, [topic, dead_letter_topic])
+        ensure_topics(producer_conf, [topic, dead_letter_topic])
         self._producer = Producer(producer_conf)
         self.errors: list[str] = []
         self._failed: str | None = None
@@ -126,7 +125,7 @@ class TopicOutput:
         dead_letter: bool,
         on_done: Done,
         err: KafkaError | None,
-        _m: Message,
+        _m: object,
     ) -> None:
         if err is None:
             on_done()
@@ -151,23 +150,6 @@ class TopicOutput:
 
     def close(self) -> None:
         self._producer.flush(30.0)
-
-
-def _ensure_topics(conf: dict[str, Any], topics: list[str]) -> None:
-    """Create missing output topics with the broker's defaults (partitions, replication)."""
-    admin = AdminClient({k: v for k, v in conf.items() if k != "transactional.id"})
-    missing = [t for t in topics if t not in admin.list_topics(timeout=30).topics]
-    if not missing:
-        return
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing]
-    )
-    for topic, future in futures.items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ValueError(f"cannot create output topic {topic}: {exc}") from exc
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:

@@ -10,10 +10,11 @@ from functools import partial
 from typing import Literal
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
@@ -57,7 +58,7 @@ class ProduceStep(ProcessingStep[Outcome]):
 
     def __init__(
         self,
-        producer: Producer,
+        producers: ProducerHandle,
         builder: RecordBuilder,
         next_step: ProcessingStep[Delivered],
         metrics: Metrics,
@@ -68,7 +69,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
     ) -> None:
         self.next_step = next_step
-        self._producer = producer
+        self._producers = producers
+        self._generation = producers.generation
         self._builder = builder
         self._metrics = metrics
         self._is_live = is_live
@@ -85,11 +87,16 @@ class ProduceStep(ProcessingStep[Outcome]):
         """Records not yet confirmed (queued locally or awaiting a delivery report)."""
         return len(self._backlog) + self._awaiting
 
-    def use(self, producer: Producer) -> None:
-        """Produce with ``producer`` from now on (the old one's records were all aborted)."""
-        self._producer = producer
-        self._awaiting = 0
-        self._poll_error = ""
+    @property
+    def _producer(self) -> ProducerClient:
+        """The handle's producer; after a replacement the old one's records were all aborted
+        (and their reports served by its ``close``): nothing is awaited any more."""
+        if self._producers.generation != self._generation:
+            self._generation = self._producers.generation
+            self._awaiting = 0
+            self._poll_error = ""
+        producer: ProducerClient = self._producers.current
+        return producer
 
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
@@ -221,7 +228,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         if following is not None:
             self._backlog.append(following)
 
-    def _on_delivery(self, pending: _Pending, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery(self, pending: _Pending, err: KafkaError | None, _msg: object) -> None:
         self._awaiting -= 1
         item, record = pending.item, pending.record
         env = item.envelope

@@ -14,6 +14,7 @@ from kafka_support import image_bytes
 from consumer.backpressure import PixelBudget
 from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.kafka.clients import ProducerHandle
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
 from consumer.steps.batch import BatchStep
@@ -190,7 +191,9 @@ class Builder:
 def test_produce_confirms_each_outcome_once_and_dead_letters_build_bugs() -> None:
     producer = Producer({"test.mock.num.brokers": 1, "enable.idempotence": True})
     receipts, builder, metrics = Collect(), Builder(), Metrics()
-    step = ProduceStep(producer, builder, receipts, metrics, is_live=lambda e: e.epoch == 1)
+    step = ProduceStep(
+        ProducerHandle.of(producer), builder, receipts, metrics, is_live=lambda e: e.epoch == 1
+    )
     outcomes: list[Outcome] = [
         work_item(0),
         Failure(work_item(1).envelope, ErrorCode.MISSING_IMAGE, "x"),
