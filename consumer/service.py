@@ -16,13 +16,14 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any, Protocol
 
 import structlog
 import torch
 
-from consumer.backpressure import PixelBudget
+from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
 from consumer.enrich import ProvenanceEnricher
 from consumer.health import HealthServer, HealthState
@@ -33,7 +34,7 @@ from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient
 from consumer.kafka.config import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.metrics import Metrics
 from consumer.model_reload import load_detector, reloader_for
-from consumer.pipeline import backpressure_for, build_pipeline
+from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
 from consumer.processor import StreamProcessor, Undeliverable
 from consumer.provenance_fields import policy_of
 from consumer.records import RecordFactory, model_stamp
@@ -198,18 +199,7 @@ class Service:
             on_failure=commit.on_failure,
             on_undeliverable=undeliverable.report,
         )
-        predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
-        cache = getattr(predictor, "cache", None)  # the verdict cache, when enabled
-        enrich = ProvenanceEnricher(self.settings.provenance, self.metrics.registry, cache)
-        pipeline = build_pipeline(
-            self.settings,
-            predictor,
-            produce,
-            self.metrics,
-            backpressure,
-            is_live=is_live,
-            enrich=enrich,
-        )
+        pipeline = self._pipeline(detector, produce, backpressure, is_live)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
@@ -228,6 +218,27 @@ class Service:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
             _close_producer(producers.current)  # replaced after lost contact with the cluster
+
+    def _pipeline(
+        self,
+        detector: LoadedDetector,
+        output: ProduceStep,
+        backpressure: Backpressure,
+        is_live: Callable[[Envelope], bool],
+    ) -> Pipeline:
+        """The shared pipeline with the live extras: the verdict cache and provenance."""
+        predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
+        cache = getattr(predictor, "cache", None)  # the verdict cache, when enabled
+        enrich = ProvenanceEnricher(self.settings.provenance, self.metrics.registry, cache)
+        return build_pipeline(
+            self.settings,
+            predictor,
+            output,
+            self.metrics,
+            backpressure,
+            is_live=is_live,
+            enrich=enrich,
+        )
 
     def _commit_step(
         self,

@@ -79,18 +79,7 @@ def run_replay(
     """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional."""
     from consumer.replay.runner import ReplayRunner
 
-    if (options.output_file is None) == (options.output_topic is None):
-        raise ValueError("give exactly one of --output-file / --output-topic")
-    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
-        raise ValueError(f"--threshold must be in [0, 1], got {options.threshold}")
-    if (
-        options.from_ms is not None
-        and options.to_ms is not None
-        and options.from_ms >= options.to_ms
-    ):
-        raise ValueError("--from must be before --to")
-    if options.offsets and (options.from_ms is not None or options.to_ms is not None):
-        raise ValueError("give either --offsets or --from/--to, not both")
+    _validate(options)
     run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     state_path = options.state_file or (
         options.output_file.with_name(options.output_file.name + ".state.json")
@@ -106,11 +95,7 @@ def run_replay(
     }
     resuming = state_path.exists()
     if resuming:
-        state = ReplayState.load(state_path)
-        if state.run_id != run_id and options.run_id is not None:
-            raise ValueError(f"{state_path} belongs to run {state.run_id}, not {run_id}")
-        if state.model and state.model != model:
-            raise ValueError(f"run {state.run_id} used model {state.model}, not {model}")
+        state = _resumed_state(options, state_path, run_id, model)
         run_id = state.run_id
     else:
         state = _new_state(options, settings, run_id, state_path, model)
@@ -133,6 +118,32 @@ def run_replay(
         )
         outcome.reports = write_report(outcome.comparison, stem)
     return outcome
+
+
+def _validate(options: ReplayOptions) -> None:
+    if (options.output_file is None) == (options.output_topic is None):
+        raise ValueError("give exactly one of --output-file / --output-topic")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {options.threshold}")
+    if (
+        options.from_ms is not None
+        and options.to_ms is not None
+        and options.from_ms >= options.to_ms
+    ):
+        raise ValueError("--from must be before --to")
+    if options.offsets and (options.from_ms is not None or options.to_ms is not None):
+        raise ValueError("give either --offsets or --from/--to, not both")
+
+
+def _resumed_state(
+    options: ReplayOptions, state_path: Path, run_id: str, model: dict[str, Any]
+) -> ReplayState:
+    state = ReplayState.load(state_path)
+    if state.run_id != run_id and options.run_id is not None:
+        raise ValueError(f"{state_path} belongs to run {state.run_id}, not {run_id}")
+    if state.model and state.model != model:
+        raise ValueError(f"run {state.run_id} used model {state.model}, not {model}")
+    return state
 
 
 def _new_state(
