@@ -7,37 +7,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from consumer_support import encode, image_event, make_checkpoint
+from consumer_support import Collect, encode, image_event, make_checkpoint
 from kafka_support import image_bytes
 
-from consumer.items import Envelope, Outcome, WorkItem
+from consumer.items import Envelope, WorkItem
 from consumer.metrics import Metrics
 from consumer.service import Service
 from consumer.settings import ServiceSettings
-from consumer.steps.base import ProcessingStep
 from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep
 from detector import Detector, decode_image
 from schemas import parse_image_event
 
 N = 64
-
-
-class Collect(ProcessingStep[Outcome]):
-    def __init__(self) -> None:
-        self.items: list[Outcome] = []
-
-    def submit(self, item: Outcome) -> None:
-        self.items.append(item)
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
 
 
 def _item(offset: int) -> WorkItem:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from consumer_support import encode, image_event
+from consumer_support import Collect, encode, image_event
 from kafka_support import image_bytes
 
 from consumer.backpressure import PixelBudget
@@ -16,31 +16,12 @@ from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka.clients import ProducerHandle
 from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep
 from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.produce import ProduceStep
 from detector import DECODE_BYTES_PER_PIXEL, DecodedImage, ImageLimits, PatchEvidence, Prediction
 from schemas import ErrorCode, parse_image_event
-
-
-class Collect(ProcessingStep[Any]):
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.joined = False
-
-    def submit(self, item: Any) -> None:
-        self.items.append(item)
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        self.joined = True
-
-    def close(self) -> None:
-        pass
 
 
 def work_item(offset: int, data: bytes | None = None, epoch: int = 1) -> WorkItem:
