@@ -109,10 +109,12 @@ Outcome = WorkItem | Failure
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """Receipt: the output of ``envelope`` is confirmed written to Kafka."""
+    """Receipt: the output of ``envelope`` is confirmed written."""
 
     envelope: Envelope
     produced_at: float
+    dead_letter: bool = False
+    """The output written is a dead letter (not a verdict)."""
 
 
 @dataclass(frozen=True, slots=True)

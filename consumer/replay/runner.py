@@ -1,7 +1,8 @@
 """The replay loop: assigned partitions -> the service's own steps -> an output, resumable.
 
-The pipeline is the consumer's (:func:`consumer.pipeline.build_pipeline`), ending in a
-:class:`ReplaySink` instead of the produce/commit steps; admission is the same
+The pipeline is the consumer's (:func:`consumer.pipeline.build_pipeline`), ending in the
+output's sink (:meth:`~consumer.replay.output.ReplayOutput.sink`: the live produce step for an
+audit topic) and :class:`ReplayReceipts` instead of the commit step; admission is the same
 :class:`~consumer.backpressure.Backpressure` (in-flight messages and the pixel budget) that
 pauses and resumes the partitions. The consumer has its own group id
 (``synthscan-replay-<run_id>``), uses ``assign()`` and never commits: progress lives in the
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,13 +22,13 @@ from typing import Any
 import structlog
 
 from consumer.commit_tracker import CommitTracker
-from consumer.items import Failure, Outcome
+from consumer.items import Delivered
 from consumer.kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from consumer.kafka.config import replay_consumer_config
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
 from consumer.pipeline import backpressure_for, build_pipeline
-from consumer.records import RecordBuilder, RecordFactory, output_record
+from consumer.records import RecordFactory
 from consumer.replay.output import ReplayOutput
 from consumer.replay.ranges import OffsetRange, Partition
 from consumer.replay.state import ReplayState
@@ -35,7 +37,7 @@ from consumer.steps.base import ProcessingStep
 from consumer.steps.detect import Predictor
 from schemas import ReplayInfo
 
-__all__ = ["ReplayResult", "ReplayRunner", "ReplaySink"]
+__all__ = ["ReplayReceipts", "ReplayResult", "ReplayRunner"]
 
 log = structlog.get_logger("consumer.replay")
 
@@ -57,44 +59,29 @@ class ReplayResult:
         return (self.verdicts + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
 
 
-class ReplaySink(ProcessingStep[Outcome]):
-    """Last step: stamps verdicts as replays, writes them, marks their offsets done."""
+class ReplayReceipts(ProcessingStep[Delivered]):
+    """Last step: a written record marks its offset done (the state file's progress)."""
 
-    def __init__(
-        self,
-        records: RecordBuilder,
-        output: ReplayOutput,
-        tracker: CommitTracker,
-        on_written: Any = None,
-    ) -> None:
-        self._records = records
-        self._output = output
+    def __init__(self, tracker: CommitTracker, on_written: Callable[[], None]) -> None:
         self._tracker = tracker
         self._on_written = on_written
         self.verdicts = 0
         self.dead_letters = 0
 
-    def submit(self, item: Outcome) -> None:
+    def submit(self, item: Delivered) -> None:
         env = item.envelope
-        outcome, record = output_record(self._records, item)
-        dead = isinstance(outcome, Failure)
-
-        def done() -> None:
-            self._tracker.done(env.tp, env.offset, env.epoch)
-            if dead:
-                self.dead_letters += 1
-            else:
-                self.verdicts += 1
-            if self._on_written is not None:
-                self._on_written()
-
-        self._output.write(record, dead, done)
+        self._tracker.done(env.tp, env.offset, env.epoch)
+        if item.dead_letter:
+            self.dead_letters += 1
+        else:
+            self.verdicts += 1
+        self._on_written()
 
     def poll(self) -> None:
-        self._output.poll()
+        """Nothing asynchronous."""
 
     def join(self, timeout: float | None = None) -> None:
-        self._output.poll()
+        """Nothing buffered."""
 
     def close(self) -> None:
         """The runner closes the output."""
@@ -128,7 +115,8 @@ class ReplayRunner:
         )
         self._bar: Any = None
         self._closed: dict[Partition, int] = {}
-        self.sink = ReplaySink(records.with_replay(replay), output, self._tracker, self._tick)
+        self.receipts = ReplayReceipts(self._tracker, self._tick)
+        self.sink = output.sink(records.with_replay(replay), self.receipts, self._metrics)
         limit = settings.batching.max_in_flight_messages
         self._backpressure = backpressure_for(settings, limit)
         self._pipeline = build_pipeline(
@@ -171,8 +159,8 @@ class ReplayRunner:
                 self._bar.close()
         result = ReplayResult(
             self.state.run_id,
-            self.sink.verdicts,
-            self.sink.dead_letters,
+            self.receipts.verdicts,
+            self.receipts.dead_letters,
             time.monotonic() - began,
             self.state.complete,
         )

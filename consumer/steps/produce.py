@@ -273,7 +273,7 @@ class ProduceStep(ProcessingStep[Outcome]):
             )
         if env.timestamp_ms is not None:
             self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
-        self.next_step.submit(Delivered(env, now))
+        self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
 
 
 def _coords(env: Envelope) -> tuple[str, int, int]:

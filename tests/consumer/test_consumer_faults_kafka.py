@@ -193,6 +193,7 @@ def test_an_undeliverable_dead_letter_holds_its_partition_only_and_turns_readine
     deadline = time.monotonic() + 30
     while service.health.stuck_partitions == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
+    verdicts.settle()  # p0-2 (past the stuck record) may be scored in the same batch as p0-0
     got = {v.event_id for v in verdicts.verdicts()}
     assert {"p0-0", "p1-0", "p1-1", "p1-2"} <= got
     assert service.health.stuck_partitions == 1
