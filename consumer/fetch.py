@@ -1,39 +1,28 @@
 """Claim-check image fetching over http(s), with hard limits and an SSRF guard.
 
-Errors (each carries the dead-letter ``code``, ``retryable`` and ``attempts``)::
-
-    FetchError
-     ├── FetchFailedError       fetch_failed      HTTP error status, DNS, connection, TLS,
-     │                                            too many redirects (5xx/429/connect: retried)
-     ├── FetchForbiddenError    fetch_forbidden   scheme, credentials in URL, SSRF guard, refs off
-     ├── FetchTimeoutError      fetch_timeout     the attempt's wall-clock budget ran out
-     ├── FetchTooLargeError     fetch_too_large   declared or streamed body above max_bytes
-     └── ChecksumMismatchError  checksum_mismatch size or sha256 differ from the event
+Errors: the :class:`~consumer.errors.FetchError` family (in :mod:`consumer.errors`, which maps
+each to its dead-letter code); each carries ``retryable`` and ``attempts``.
 
 Limits: one attempt (all redirects, headers and body) has a wall-clock deadline enforced on
 every socket operation; the body is streamed and abandoned past ``max_bytes``; each redirect
-is re-vetted; the connection goes to the vetted address (TLS still verifies the host name).
-Only transient failures are retried (tenacity, exponential backoff with jitter, ``Retry-After``
-honoured up to the backoff cap). One connection per fetch; thread-safe.
+is re-vetted; the connection goes to the vetted address (TLS still verifies the host name);
+that socket-level work is in :mod:`consumer.fetch_transport`. Only transient failures are
+retried (tenacity, exponential backoff with jitter, ``Retry-After`` honoured up to the backoff
+cap). One connection per fetch; thread-safe.
 """
 
 from __future__ import annotations
 
 import hashlib
 import http.client
-import io
 import random
 import socket
 import ssl
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from pydantic import BaseModel, Field, IPvAnyNetwork
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -42,15 +31,29 @@ from tenacity import (
     stop_after_delay,
 )
 
-from consumer.ssrf import AddressPolicy, ForbiddenAddressError, IPAddress, Resolver, system_resolver
-from schemas import ErrorCode
+from consumer.errors import (
+    ChecksumMismatchError,
+    FetchError,
+    FetchFailedError,
+    FetchForbiddenError,
+    FetchTimeoutError,
+    FetchTooLargeError,
+)
+from consumer.fetch_transport import (
+    ConnectError,
+    PinnedConnection,
+    ResolveTimeout,
+    Target,
+    bounded_resolver,
+)
+from consumer.settings import FetchSettings
+from consumer.ssrf import AddressPolicy, ForbiddenAddressError, Resolver, system_resolver
 
 __all__ = [
     "ChecksumMismatchError",
     "FetchError",
     "FetchFailedError",
     "FetchForbiddenError",
-    "FetchSettings",
     "FetchTimeoutError",
     "FetchTooLargeError",
     "FetchedImage",
@@ -59,33 +62,6 @@ __all__ = [
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _CHUNK = 64 * 1024
-
-
-class FetchSettings(BaseModel):
-    """Limits and policy of claim-check fetches (``SYNTHSCAN_FETCH__*`` in the service)."""
-
-    timeout_s: Annotated[float, Field(gt=0)] = 10.0
-    """Wall-clock budget of one attempt: connect, TLS, redirects, headers and body."""
-    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
-    """Budget of one TCP connect (within ``timeout_s``)."""
-    max_total_s: Annotated[float, Field(gt=0)] = 30.0
-    """Budget of the whole fetch including retries and backoff."""
-    max_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
-    """Largest body accepted; bigger ones are abandoned (``fetch_too_large``)."""
-    max_redirects: Annotated[int, Field(ge=0, le=20)] = 3
-    retries: Annotated[int, Field(ge=0, le=10)] = 2
-    """Extra attempts after the first, for transient failures only (connect, 5xx, 429)."""
-    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.2
-    backoff_max_s: Annotated[float, Field(ge=0)] = 2.0
-    allow_hosts: list[str] = Field(default_factory=list)
-    """Host names exempt from the SSRF address check (e.g. an in-cluster object store)."""
-    allow_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
-    """Networks exempt from the SSRF address check (tests and the demo: ``127.0.0.1/32``)."""
-    object_base_url: str | None = None
-    """Base URL that event ``ref`` object keys are resolved against; None refuses refs."""
-    user_agent: str = "synthscan-fetch/1"
-    ca_file: str | None = None
-    """PEM bundle to verify TLS servers with, instead of the system store."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,50 +77,6 @@ class FetchedImage:
     elapsed_ms: float
     """Whole fetch, retries and backoff included."""
     sha256: str
-
-
-class FetchError(Exception):
-    """Base of fetch failures; ``code`` is the dead-letter reason."""
-
-    code: ErrorCode = ErrorCode.FETCH_FAILED
-
-    def __init__(
-        self, message: str, *, retryable: bool = False, retry_after_s: float | None = None
-    ) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.retry_after_s = retry_after_s
-        self.attempts = 1
-
-
-class FetchFailedError(FetchError):
-    """The server or network failed, or the response was unusable."""
-
-    code = ErrorCode.FETCH_FAILED
-
-
-class FetchForbiddenError(FetchError):
-    """The URL is refused by policy before any connection is made."""
-
-    code = ErrorCode.FETCH_FORBIDDEN
-
-
-class FetchTimeoutError(FetchError):
-    """The attempt's wall-clock budget ran out."""
-
-    code = ErrorCode.FETCH_TIMEOUT
-
-
-class FetchTooLargeError(FetchError):
-    """The body is larger than ``max_bytes``."""
-
-    code = ErrorCode.FETCH_TOO_LARGE
-
-
-class ChecksumMismatchError(FetchError):
-    """The body differs from the size or sha256 declared in the event."""
-
-    code = ErrorCode.CHECKSUM_MISMATCH
 
 
 class ImageFetcher:
@@ -236,7 +168,7 @@ class ImageFetcher:
             current = urljoin(current, location.strip())
         raise FetchFailedError(f"more than {self.settings.max_redirects} redirects from {url}")
 
-    def _vet(self, url: str, deadline: float) -> _Target:
+    def _vet(self, url: str, deadline: float) -> Target:
         if any(ord(ch) <= 0x20 or ord(ch) == 0x7F for ch in url):
             raise FetchFailedError("URL contains whitespace or control characters")
         parts = urlsplit(url)
@@ -254,8 +186,8 @@ class ImageFetcher:
             raise FetchFailedError(f"bad port in URL: {exc}") from None
         budget = max(min(self.settings.connect_timeout_s, deadline - time.monotonic()), 0.001)
         try:
-            addresses = self.policy.resolve(host, port, _bounded(self._resolver, budget))
-        except _ResolveTimeout:
+            addresses = self.policy.resolve(host, port, bounded_resolver(self._resolver, budget))
+        except ResolveTimeout:
             raise FetchTimeoutError(
                 f"resolving {host} took over {budget:.1f}s", retryable=True
             ) from None
@@ -265,12 +197,12 @@ class ImageFetcher:
             transient = isinstance(exc, socket.gaierror) and exc.errno == socket.EAI_AGAIN
             raise FetchFailedError(f"cannot resolve {host}: {exc}", retryable=transient) from None
         path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        return _Target(scheme, host, port, tuple(addresses), path)
+        return Target(scheme, host, port, tuple(addresses), path)
 
     def _request(
-        self, target: _Target, deadline: float, expected_size: int | None
+        self, target: Target, deadline: float, expected_size: int | None
     ) -> tuple[int, dict[str, str], bytes]:
-        conn = _PinnedConnection(target, deadline, self.settings.connect_timeout_s, self._tls)
+        conn = PinnedConnection(target, deadline, self.settings.connect_timeout_s, self._tls)
         response: http.client.HTTPResponse | None = None
         try:
             conn.request("GET", target.path, headers=self._headers())
@@ -283,7 +215,7 @@ class ImageFetcher:
             return status, headers, self._read_body(response, headers, expected_size)
         except FetchError:
             raise
-        except _ConnectError as exc:
+        except ConnectError as exc:
             raise FetchFailedError(
                 f"cannot connect to {target.host}: {exc.__cause__}", retryable=True
             ) from None
@@ -335,7 +267,7 @@ class ImageFetcher:
         return b"".join(chunks)
 
 
-def _check_status(status: int, headers: dict[str, str], target: _Target) -> None:
+def _check_status(status: int, headers: dict[str, str], target: Target) -> None:
     if status == 429 or 500 <= status <= 599:
         retry_after = _int_or_none(headers.get("retry-after"))
         raise FetchFailedError(
@@ -351,135 +283,3 @@ def _int_or_none(text: str | None) -> int | None:
     if text is None or not text.strip().isdigit():
         return None
     return int(text.strip())
-
-
-@dataclass(frozen=True, slots=True)
-class _Target:
-    scheme: str
-    host: str
-    port: int
-    addresses: tuple[IPAddress, ...]
-    path: str
-
-
-class _ConnectError(Exception):
-    """Connecting failed (refused, unreachable, connect timeout): a transient failure."""
-
-
-class _PinnedConnection(http.client.HTTPConnection):
-    """An HTTP(S) connection to a vetted address, with a deadline on every socket operation."""
-
-    def __init__(
-        self, target: _Target, deadline: float, connect_timeout: float, tls: ssl.SSLContext
-    ) -> None:
-        super().__init__(target.host, target.port)
-        self.default_port = 443 if target.scheme == "https" else 80  # Host header form
-        self._target = target
-        self._deadline = deadline
-        self._connect_timeout = connect_timeout
-        self._tls = tls
-
-    def connect(self) -> None:
-        last: OSError | None = None
-        for address in self._target.addresses:
-            remaining = self._deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError("deadline reached while connecting")
-            try:
-                sock = socket.create_connection(
-                    (str(address), self._target.port), timeout=min(self._connect_timeout, remaining)
-                )
-            except OSError as exc:
-                last = exc
-                continue
-            if self._target.scheme == "https":
-                sock.settimeout(max(self._deadline - time.monotonic(), 0.001))
-                sock = self._tls.wrap_socket(sock, server_hostname=self._target.host)
-            self.sock = _DeadlineSocket(sock, self._deadline)
-            return
-        raise _ConnectError() from last
-
-
-class _DeadlineSocket:
-    """Socket facade for http.client: each send/recv gets the time left until the deadline.
-
-    Like a real socket, it stays open while a file made by :meth:`makefile` is open, because
-    http.client closes the connection before the body of a ``Connection: close`` response is read.
-    """
-
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._files = 0
-        self._closing = False
-
-    def _arm(self) -> None:
-        remaining = self._deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError("deadline reached")
-        self._sock.settimeout(remaining)
-
-    def sendall(self, data: Any) -> None:
-        self._arm()
-        self._sock.sendall(data)
-
-    def recv_into(self, buffer: Any) -> int:
-        self._arm()
-        return self._sock.recv_into(buffer)
-
-    def makefile(self, mode: str, *args: Any, **kwargs: Any) -> io.BufferedReader:
-        self._files += 1
-        return io.BufferedReader(_DeadlineReader(self))
-
-    def file_closed(self) -> None:
-        self._files -= 1
-        if self._closing and self._files <= 0:
-            self._sock.close()
-
-    def close(self) -> None:
-        self._closing = True
-        if self._files <= 0:
-            self._sock.close()
-
-
-class _DeadlineReader(io.RawIOBase):
-    def __init__(self, sock: _DeadlineSocket) -> None:
-        self._sock: _DeadlineSocket | None = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._sock is None:
-            raise ValueError("I/O operation on closed file")
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            sock, self._sock = self._sock, None
-            sock.file_closed()
-        super().close()
-
-
-# getaddrinfo has no timeout of its own (the system resolver may take ~10 s or more): lookups
-# run on a small shared pool and the fetch gives up after its budget. A stuck lookup keeps
-# one pool thread until the OS gives up, so the pool stays small and bounded.
-_DNS_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="synthscan-dns")
-
-
-class _ResolveTimeout(Exception):
-    """A DNS lookup took longer than its budget."""
-
-
-def _bounded(resolver: Resolver, timeout_s: float) -> Resolver:
-    """``resolver`` that raises :class:`_ResolveTimeout` after ``timeout_s`` seconds."""
-
-    def resolve(host: str, port: int) -> Sequence[str]:
-        future = _DNS_POOL.submit(resolver, host, port)
-        try:
-            return future.result(timeout=timeout_s)
-        except FutureTimeout:
-            future.cancel()
-            raise _ResolveTimeout(host) from None
-
-    return resolve

@@ -6,11 +6,10 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from consumer.kafka.headers import HeaderError, Headers, read_headers
+from consumer.errors import InvalidMessage, error_code, error_message
 
 if TYPE_CHECKING:
-    from confluent_kafka import Message
-
+    from consumer.kafka.headers import Headers
     from detector import DecodedImage, Prediction
     from provenance import ProvenanceReport
     from schemas import ErrorCode, ParsedImageEvent
@@ -20,7 +19,8 @@ __all__ = ["Delivered", "Envelope", "Failure", "OutRecord", "Outcome", "Timings"
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
-    """One consumed Kafka message, detached from librdkafka, plus its assignment epoch."""
+    """One consumed Kafka message, detached from the client, plus its assignment epoch
+    (:func:`consumer.kafka.messages.to_envelope` makes one)."""
 
     topic: str
     partition: int
@@ -38,43 +38,11 @@ class Envelope:
     def tp(self) -> tuple[str, int]:
         return (self.topic, self.partition)
 
-    @classmethod
-    def from_message(cls, msg: Message, epoch: int) -> Envelope:
-        ts_type, ts = msg.timestamp()
-        topic, partition, offset = msg.topic(), msg.partition(), msg.offset()
-        if topic is None or partition is None or offset is None:
-            raise ValueError("not a consumed message (no topic, partition or offset)")
-        headers, header_error = _read_headers(msg)
-        return cls(
-            topic=topic,
-            partition=partition,
-            offset=offset,
-            key=_as_bytes(msg.key()),
-            value=_as_bytes(msg.value()),
-            headers=headers,
-            timestamp_ms=ts if ts_type != 0 and ts >= 0 else None,
-            epoch=epoch,
-            header_error=header_error,
-        )
-
-
-def _read_headers(msg: Message) -> tuple[Headers, str | None]:
-    """The headers, or none and the reason when the client cannot decode them (poison)."""
-    try:
-        return read_headers(msg), None
-    except HeaderError as exc:
-        return (), str(exc)
-
-
-def _as_bytes(value: str | bytes | None) -> bytes | None:
-    return value.encode("utf-8") if isinstance(value, str) else value
-
 
 @dataclass(slots=True)
 class Timings:
     """Milliseconds spent in each stage of one message."""
 
-    queue_ms: float = 0.0
     fetch_ms: float = 0.0
     decode_ms: float = 0.0
     inference_ms: float = 0.0
@@ -92,7 +60,6 @@ class WorkItem:
     prediction: Prediction | None = None
     provenance: ProvenanceReport | None = None
     timings: Timings = field(default_factory=Timings)
-    stage_started: float = field(default_factory=time.monotonic)
 
     @property
     def event_id(self) -> str:
@@ -115,16 +82,39 @@ class Failure:
     def event_id(self) -> str | None:
         return None if self.event is None else self.event.event_id
 
+    @classmethod
+    def of(
+        cls,
+        envelope: Envelope,
+        exc: Exception,
+        *,
+        event: ParsedImageEvent | None = None,
+        first_failure_at: float | None = None,
+    ) -> Failure:
+        """The dead letter of ``envelope`` failed by ``exc`` (code from :mod:`consumer.errors`)."""
+        now = time.time()
+        return cls(
+            envelope,
+            error_code(exc),
+            error_message(exc),
+            attempts=exc.attempts if isinstance(exc, InvalidMessage) else 1,
+            first_failure_at=now if first_failure_at is None else first_failure_at,
+            last_failure_at=now,
+            event=event,
+        )
+
 
 Outcome = WorkItem | Failure
 
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """Receipt: the output of ``envelope`` is confirmed written to Kafka."""
+    """Receipt: the output of ``envelope`` is confirmed written."""
 
     envelope: Envelope
     produced_at: float
+    dead_letter: bool = False
+    """The output written is a dead letter (not a verdict)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -55,6 +55,11 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self._flow_metrics(r)
+        self.model_info = Info("synthscan_model", "The resident detector model.", registry=r)
+
+    def _flow_metrics(self, r: CollectorRegistry) -> None:
+        """Kafka-side flow: lag, in flight, pause state, rebalances, commits, deliveries."""
         self.consumer_lag = Gauge(
             "synthscan_consumer_lag",
             "Consumer lag from librdkafka statistics.",
@@ -107,7 +112,6 @@ class Metrics:
         self.detector_errors = Counter(
             "synthscan_detector_errors", "Detector batches that raised.", registry=r
         )
-        self.model_info = Info("synthscan_model", "The resident detector model.", registry=r)
 
     def set_model_info(self, info: dict[str, Any]) -> None:
         self.model_info.info({k: str(v) for k, v in info.items()})

@@ -48,20 +48,30 @@ def adapter_files(settings: ModelSettings) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.safetensors") if p.is_file())
 
 
-def load_detector(settings: ModelSettings, limits: ImageLimits) -> Detector:
-    """Load the checkpoint and adapters the settings name; raises on anything wrong."""
-    from detector import Detector
+def load_detector(settings: ModelSettings, limits: ImageLimits, max_batch: int = 32) -> Detector:
+    """Load the checkpoint and adapters the settings name, warm; ``max_batch`` images go
+    through one forward pass (the consumer passes ``batching.max_batch_size``).
+
+    Raises:
+        ConfigurationError: the checkpoint is missing, corrupt, pickled or does not match its
+            sha256 or its adapters; the device, precision or runtime cannot be used.
+    """
+    from detector import Detector, DetectorError
 
     if not settings.checkpoint.is_file():
         raise ConfigurationError(f"checkpoint not found: {settings.checkpoint}")
-    detector = Detector.from_checkpoint(
-        settings.checkpoint,
-        device=settings.device,
-        precision=settings.precision,
-        limits=limits,
-        runtime=settings.runtime,
-        adapters=adapter_files(settings),
-    )
+    try:
+        detector = Detector.from_checkpoint(
+            settings.checkpoint,
+            device=settings.device,
+            precision=settings.precision,
+            limits=limits,
+            runtime=settings.runtime,
+            adapters=adapter_files(settings),
+            max_batch=max_batch,
+        )
+    except DetectorError as exc:  # CheckpointError among them: a deployment error
+        raise ConfigurationError(f"cannot load {settings.checkpoint}: {exc}") from exc
     expected = settings.checkpoint_sha256
     if expected is not None and detector.info.weights_sha256 != expected.lower():
         raise ConfigurationError(
@@ -216,6 +226,7 @@ class ModelReloader:
 def reloader_for(
     settings: ModelSettings,
     limits: ImageLimits,
+    max_batch: int,
     detector: Detector,
     metrics: Metrics,
     stop: threading.Event,
@@ -225,7 +236,7 @@ def reloader_for(
     with the service."""
     reloader = ModelReloader(
         detector,
-        lambda: load_detector(settings, limits),
+        lambda: load_detector(settings, limits, max_batch),
         lambda: [settings.checkpoint, *adapter_files(settings)],
         poll_s=settings.reload_poll_s,
         on_swap=lambda new: metrics.set_model_info(new.info.to_dict()),

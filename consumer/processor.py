@@ -16,25 +16,19 @@ from collections import deque
 from collections.abc import Callable
 
 import structlog
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    OFFSET_END,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
-)
 
 from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker, Partition
-from consumer.errors import MessageRejected
 from consumer.health import HealthState
 from consumer.items import Envelope
+from consumer.kafka import KafkaError, KafkaException, TopicPartition
+from consumer.kafka.clients import ConsumerClient
+from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
-from consumer.steps.commit import CommitStep
+from consumer.steps.commit import Committer
 
-__all__ = ["StreamProcessor"]
+__all__ = ["StreamProcessor", "Undeliverable"]
 
 log = structlog.get_logger("consumer.processor")
 
@@ -42,15 +36,38 @@ _IDLE_TIMEOUT_S = 0.1
 _BUSY_TIMEOUT_S = 0.005
 
 
+class Undeliverable:
+    """Source messages whose output and dead letter both failed for good (see
+    :class:`~consumer.steps.produce.ProduceStep`), reported by the produce step and handled by
+    the loop on its next turn (it pauses their partitions)."""
+
+    def __init__(self) -> None:
+        self._reported: list[Envelope] = []
+
+    def report(self, env: Envelope, reason: str) -> None:
+        """Logged once per record; its offset is never committed."""
+        log.error(
+            "undeliverable",
+            source=f"{env.topic}[{env.partition}]@{env.offset}",
+            reason=reason,
+            action="partition paused until it is reassigned or the service restarts",
+        )
+        self._reported.append(env)
+
+    def take(self) -> list[Envelope]:
+        reported, self._reported = self._reported, []
+        return reported
+
+
 class StreamProcessor:
     """Drives one consumer and one pipeline (``head`` ... ``commit``)."""
 
     def __init__(
         self,
-        consumer: Consumer,
+        consumer: ConsumerClient,
         topics: list[str],
         head: ProcessingStep[Envelope],
-        commit: CommitStep,
+        commit: Committer,
         tracker: CommitTracker,
         backpressure: Backpressure,
         metrics: Metrics,
@@ -59,7 +76,7 @@ class StreamProcessor:
         consume_batch: int = 100,
         revoke_drain_s: float = 10.0,
         next_due: Callable[[], float | None] = lambda: None,
-        reset_to_beginning: bool = True,
+        undeliverable: Undeliverable | None = None,
     ) -> None:
         self._consumer = consumer
         self._topics = topics
@@ -72,7 +89,7 @@ class StreamProcessor:
         self._consume_batch = consume_batch
         self._revoke_drain_s = revoke_drain_s
         self._next_due = next_due
-        self._reset_to_beginning = reset_to_beginning
+        self._undeliverable = undeliverable or Undeliverable()
         self._carried: deque[Envelope] = deque()
         self._closing = False
         self._stuck: set[Partition] = set()
@@ -81,6 +98,7 @@ class StreamProcessor:
 
     def run(self, stop: threading.Event, grace_s: float) -> None:
         """Run until ``stop`` is set, then drain, commit and close within ``grace_s``."""
+        self._commit.start()
         self._consumer.subscribe(
             self._topics,
             on_assign=self._on_assign,
@@ -107,9 +125,11 @@ class StreamProcessor:
                 epoch = self._tracker.epoch((msg.topic() or "", msg.partition() or 0))
             except KeyError:  # not (or no longer) assigned: it will be fetched again
                 continue
-            self._carried.append(Envelope.from_message(msg, epoch))
+            self._carried.append(to_envelope(msg, epoch))
         self._offer_carried()
         self._head.poll()
+        for env in self._undeliverable.take():
+            self._stop_partition(env)
         in_flight = self._tracker.in_flight()
         if self._commit.barrier and in_flight == 0:
             self._commit.on_drained()
@@ -133,11 +153,7 @@ class StreamProcessor:
             if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
-            try:
-                self._head.submit(env)
-            except MessageRejected:
-                self._reject()
-                return
+            self._head.submit(env)
             self._carried.popleft()
             self._tracker.register(env.tp, env.offset)
             self._metrics.events_in.labels(topic=env.topic).inc()
@@ -168,19 +184,13 @@ class StreamProcessor:
         if running:
             self._consumer.resume(running)
 
-    def on_undeliverable(self, env: Envelope, reason: str) -> None:
+    def _stop_partition(self, env: Envelope) -> None:
         """Neither the output nor the dead letter of ``env`` could be written, for good.
 
         Its offset is never committed (at-least-once keeps it for a restart or the next owner);
         its partition is paused so that the commit tracker does not grow behind it; the other
-        partitions go on; readiness fails and the metric counts it. Logged once per record.
+        partitions go on; readiness fails and the metric counts it.
         """
-        log.error(
-            "undeliverable",
-            source=f"{env.topic}[{env.partition}]@{env.offset}",
-            reason=reason,
-            action="partition paused until it is reassigned or the service restarts",
-        )
         if env.tp in self._stuck or not self._tracker.is_current(env.tp, env.epoch):
             return
         self._stuck.add(env.tp)
@@ -201,14 +211,14 @@ class StreamProcessor:
 
     # -- rebalance callbacks (run inside consume(), on the loop thread) -------------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
         self._tracker.assign(_tps(partitions))
         consumer.incremental_assign(partitions)
         # librdkafka may keep a pause flag from an earlier (lost) assignment: set it explicitly.
         self._apply_pause(consumer.assignment())
         self._after_rebalance("assign", partitions)
 
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
         tps = _tps(partitions)
         self._drop_carried(tps)
         if not self._closing:
@@ -220,26 +230,7 @@ class StreamProcessor:
             log.warning("revoke_commit_failed", error=str(exc))
         self._forget(consumer, partitions, "revoke")
 
-    def drop_in_flight(self) -> None:
-        """Drop carried and in-flight work (new epochs: their outputs are never confirmed)."""
-        self._carried.clear()
-        self._tracker.assign(self._tracker.assigned())
-
-    def rewind(self) -> None:
-        """After an aborted transaction: drop in-flight work, seek back to committed offsets.
-
-        Raises:
-            KafkaException: the committed offsets could not be read (the caller retries).
-        """
-        assignment = self._consumer.assignment()
-        self.drop_in_flight()
-        for tp in self._consumer.committed(assignment, timeout=5):
-            if tp.offset < 0:
-                tp.offset = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
-            self._consumer.seek(tp)
-        log.warning("rewound", partitions=len(assignment))
-
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
         self._drop_carried(_tps(partitions))
         self._forget(consumer, partitions, "lost")
         self._commit.on_lost()  # exactly-once: abort the open transaction and rewind
@@ -251,7 +242,9 @@ class StreamProcessor:
             self._head.poll()
             time.sleep(_BUSY_TIMEOUT_S)
 
-    def _forget(self, consumer: Consumer, partitions: list[TopicPartition], kind: str) -> None:
+    def _forget(
+        self, consumer: ConsumerClient, partitions: list[TopicPartition], kind: str
+    ) -> None:
         dropped = self._tracker.revoke(_tps(partitions))
         self._stuck.difference_update(_tps(partitions))  # the next owner tries again
         self._update_stuck()

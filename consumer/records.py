@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from consumer.items import Envelope, Failure, OutRecord, WorkItem
+import structlog
+
+from consumer.errors import VerdictBuildFailed
+from consumer.items import Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.provenance_fields import cache_match_of, verdict_fields
 from provenance import DecisionPolicy
 from schemas import (
@@ -17,19 +21,28 @@ from schemas import (
     ImageInfo,
     ModelStamp,
     Patch,
+    ReplayInfo,
     SourceCoordinates,
     Timings,
     Verdict,
     build_dead_letter,
     encode_dead_letter,
     encode_verdict,
-    label_for,
 )
 
 if TYPE_CHECKING:
     from detector import ModelInfo, Prediction
 
-__all__ = ["DEFAULT_MAX_RECORD_BYTES", "RecordFactory", "model_stamp", "record_size"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "RecordBuilder",
+    "RecordFactory",
+    "model_stamp",
+    "output_record",
+    "record_size",
+]
+
+log = structlog.get_logger("consumer.records")
 
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``."""
@@ -43,6 +56,31 @@ def record_size(
     """Bytes of a record as the producer's size check sees them, plus a safety margin."""
     size = len(key or b"") + len(value or b"") + _RECORD_OVERHEAD
     return size + sum(len(k.encode()) + len(v or b"") for k, v in headers)
+
+
+class RecordBuilder(Protocol):
+    """Turns outcomes into wire records (:class:`RecordFactory`)."""
+
+    def verdict(self, item: WorkItem) -> OutRecord: ...
+
+    def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
+
+    def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
+
+
+def output_record(builder: RecordBuilder, item: Outcome) -> tuple[Outcome, OutRecord]:
+    """The record to write for ``item``: its verdict, or its dead letter.
+
+    A verdict that cannot be built (a bug, never the input's fault) becomes an
+    ``internal_error`` dead letter; the returned outcome is then that :class:`Failure`.
+    """
+    if isinstance(item, WorkItem):
+        try:
+            return item, builder.verdict(item)
+        except Exception as exc:
+            log.exception("verdict_build_failed", event_id=item.event_id)
+            item = Failure.of(item.envelope, VerdictBuildFailed(repr(exc)), event=item.event)
+    return item, builder.dead_letter(item)
 
 
 def model_stamp(info: ModelInfo) -> ModelStamp:
@@ -118,10 +156,17 @@ class RecordFactory:
         self._instance = consumer_instance
         self._latest_topic = latest_verdict_topic
         self.max_record_bytes = max_record_bytes
+        self._replay: ReplayInfo | None = None
+
+    def with_replay(self, replay: ReplayInfo) -> RecordFactory:
+        """A copy whose verdicts are stamped as made by the replay ``replay``."""
+        stamped = copy.copy(self)
+        stamped._replay = replay
+        return stamped
 
     def _stamp_of(self, pred: Prediction) -> ModelStamp:
         """The stamp of the model that made ``pred`` (it changes across a hot reload)."""
-        info = getattr(pred, "model_info", None)
+        info = pred.model_info
         if info is None:
             return self._stamp
         cached = self._stamps.get(id(info))
@@ -144,7 +189,7 @@ class RecordFactory:
             content_id=item.event.content_id,
             tenant=data.tenant,
             platform=data.platform,
-            label=label_for(pred.score, pred.threshold),
+            label=pred.label,
             score=pred.score,
             threshold=pred.threshold,
             patches=[
@@ -180,6 +225,7 @@ class RecordFactory:
             cached=getattr(pred, "cached", False),
             attribution=_attribution(pred),
             metadata=data.metadata,
+            replay=self._replay,
             **verdict_fields(
                 pred.score, pred.threshold, item.provenance, self._policy, cache_match_of(pred)
             ),

@@ -22,32 +22,29 @@ from typing import Any, Protocol
 
 import structlog
 import torch
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer.backpressure import Backpressure, PixelBudget
-from consumer.clients import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.commit_tracker import CommitTracker
 from consumer.enrich import ProvenanceEnricher
-from consumer.errors import ConfigurationError
-from consumer.fetch import ImageFetcher
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
-from consumer.latest_verdicts import ensure_compacted_topic
+from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka.backend import Backend, KafkaBackend
+from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
+from consumer.kafka.config import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.metrics import Metrics
 from consumer.model_reload import load_detector, reloader_for
-from consumer.processor import StreamProcessor
+from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
+from consumer.processor import StreamProcessor, Undeliverable
 from consumer.provenance_fields import policy_of
 from consumer.records import RecordFactory, model_stamp
 from consumer.settings import ServiceSettings
-from consumer.steps.batch import BatchStep
 from consumer.steps.commit import CommitPolicy, CommitStep
-from consumer.steps.detect import DetectStep, Predictor
-from consumer.steps.fetch_decode import FetchDecodeStep
-from consumer.steps.parse import ParseStep
+from consumer.steps.detect import Predictor
 from consumer.steps.produce import ProduceStep
 from consumer.steps.transaction import TransactionalCommitStep
 from consumer.verdict_cache import with_cache
-from detector import ImageLimits, ModelInfo
+from detector import ModelInfo
 from detector.runtime import default_threads
 
 __all__ = ["LoadedDetector", "Service", "in_flight_limit"]
@@ -64,8 +61,16 @@ class LoadedDetector(Predictor, Protocol):
 class Service:
     """One consumer instance: one process (or thread), one resident model."""
 
-    def __init__(self, settings: ServiceSettings, *, detector: LoadedDetector | None = None):
+    def __init__(
+        self,
+        settings: ServiceSettings,
+        *,
+        detector: LoadedDetector | None = None,
+        backend: Backend | None = None,
+    ):
         self.settings = settings
+        self.backend: Backend = backend or KafkaBackend()
+        """Where the clients come from: Kafka, or :class:`consumer.kafka.memory.MemoryBackend`."""
         self.metrics = Metrics()
         self.health = HealthState(heartbeat_timeout_s=settings.http.heartbeat_timeout_s)
         self.detector = detector
@@ -137,80 +142,68 @@ class Service:
     def _load_detector(self) -> LoadedDetector:
         if self.detector is None:
             model = self.settings.model
-            if not model.checkpoint.is_file():
-                raise ConfigurationError(f"checkpoint not found: {model.checkpoint}")
             began = time.monotonic()
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())
-            detector = load_detector(model, self._limits())  # checkpoint + adapters, warm
+            max_batch = self.settings.batching.max_batch_size  # one forward pass per batch
+            detector = load_detector(model, self.settings.decode, max_batch)  # + adapters, warm
             log.info(
                 "model_loaded",
                 seconds=round(time.monotonic() - began, 2),
                 **detector.info.to_dict(),
             )
-            self.detector = reloader_for(model, self._limits(), detector, self.metrics, self._stop)
+            self.detector = reloader_for(
+                model, self.settings.decode, max_batch, detector, self.metrics, self._stop
+            )
         self.metrics.set_model_info(_info_dict(self.detector.info))
         self.health.model_ready = True
         return self.detector
 
-    def _limits(self) -> ImageLimits:
-        d = self.settings.decode
-        return ImageLimits(
-            max_bytes=d.max_bytes,
-            max_pixels=d.max_pixels,
-            max_side=d.max_side,
-            min_side=d.min_side,
-        )
-
     def _run_pipeline(self, detector: LoadedDetector) -> None:
         kafka = self.settings.kafka
         if kafka.latest_verdict_topic is not None:
-            ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
+            self.backend.ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
         tracker = CommitTracker()
-        holder: dict[str, CommitStep] = {}
-        conf = consumer_config(kafka)
-        conf.update(
-            stats_cb=self.metrics.on_stats,
-            error_cb=self._on_client_error,
-            on_commit=lambda err, parts: holder["commit"].on_commit(err, parts),
+        results = CommitResults()
+        consumer = self.backend.consumer(
+            {
+                **consumer_config(kafka),
+                "stats_cb": self.metrics.on_stats,
+                "error_cb": self._on_client_error,
+                "on_commit": results.on_commit,
+            }
         )
-        consumer = Consumer(conf)
-
-        def new_producer() -> Producer:
-            # exactly-once: the transaction step handles the producer's fatal errors
-            on_error = self._on_producer_error if kafka.exactly_once else self._on_client_error
-            return Producer({**producer_config(kafka), "error_cb": on_error})
-
-        producer = new_producer()
-        policy = CommitPolicy(kafka.commit_interval_s)
-        commit: CommitStep
-        if kafka.exactly_once:
-            commit = TransactionalCommitStep(
-                consumer, producer, tracker, self.metrics, policy, new_producer=new_producer
-            )
-        else:
-            commit = CommitStep(consumer, tracker, self.metrics, policy)
-        holder["commit"] = commit
-        processors: list[StreamProcessor] = []
-
-        def on_undeliverable(env: Envelope, reason: str) -> None:
-            processors[0].on_undeliverable(env, reason)
-
-        batching = self.settings.batching
-        backpressure = Backpressure.from_limit(
-            in_flight_limit(self.settings), batching.max_in_flight_pixel_bytes
+        # exactly-once: the transaction step handles the producer's fatal errors
+        on_error = self._on_producer_error if kafka.exactly_once else self._on_client_error
+        producers = ProducerHandle(
+            lambda: self.backend.producer({**producer_config(kafka), "error_cb": on_error})
         )
+        commit = self._commit_step(consumer, producers, tracker, results)
+        undeliverable = Undeliverable()
+        backpressure = backpressure_for(self.settings, in_flight_limit(self.settings))
         self.pixels = backpressure.pixels
         if self.pixels is not None:
             pixels = self.pixels
             self.metrics.pixel_bytes.set_function(lambda: pixels.held)
-        batch, head = self._build_steps(
-            detector, producer, commit, tracker, on_undeliverable, backpressure
+
+        def is_live(env: Envelope) -> bool:
+            return tracker.is_current(env.tp, env.epoch)
+
+        produce = ProduceStep(
+            producers,
+            self._records(detector),
+            commit,
+            self.metrics,
+            is_live,
+            max_attempts=kafka.delivery_attempts,
+            on_failure=commit.on_failure,
+            on_undeliverable=undeliverable.report,
         )
+        pipeline = self._pipeline(detector, produce, backpressure, is_live)
         processor = StreamProcessor(
             consumer,
             kafka.input_topics,
-            head,
+            pipeline.head,
             commit,
             tracker,
             backpressure,
@@ -218,42 +211,59 @@ class Service:
             self.health,
             consume_batch=kafka.consume_batch,
             revoke_drain_s=kafka.revoke_drain_s,
-            next_due=batch.due_in,
-            reset_to_beginning=kafka.auto_offset_reset == "earliest",
+            next_due=pipeline.due_in,
+            undeliverable=undeliverable,
         )
-        if isinstance(commit, TransactionalCommitStep):
-            commit.rewind = processor.rewind
-            commit.drop = processor.drop_in_flight
-        processors.append(processor)
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
-            if isinstance(commit, TransactionalCommitStep):
-                producer = commit.producer  # replaced after lost contact with the cluster
-            try:
-                left = producer.flush(2.0)
-                if left:
-                    log.warning("unflushed_records", count=left)
-                else:
-                    producer.close()  # nothing outstanding: release librdkafka's threads now
-            except KafkaException as exc:  # a producer in a fatal state
-                log.warning("producer_close_failed", error=str(exc.args[0]))
+            _close_producer(producers.current)  # replaced after lost contact with the cluster
 
-    def _build_steps(
+    def _pipeline(
         self,
         detector: LoadedDetector,
-        producer: Producer,
-        commit: CommitStep,
-        tracker: CommitTracker,
-        on_undeliverable: Callable[[Envelope, str], None],
+        output: ProduceStep,
         backpressure: Backpressure,
-    ) -> tuple[BatchStep, ParseStep]:
-        kafka, batching = self.settings.kafka, self.settings.batching
+        is_live: Callable[[Envelope], bool],
+    ) -> Pipeline:
+        """The shared pipeline with the live extras: the verdict cache and provenance."""
+        predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
+        cache = getattr(predictor, "cache", None)  # the verdict cache, when enabled
+        enrich = ProvenanceEnricher(self.settings.provenance, self.metrics.registry, cache)
+        return build_pipeline(
+            self.settings,
+            predictor,
+            output,
+            self.metrics,
+            backpressure,
+            is_live=is_live,
+            enrich=enrich,
+        )
 
-        def is_live(env: Envelope) -> bool:
-            return tracker.is_current(env.tp, env.epoch)
+    def _commit_step(
+        self,
+        consumer: ConsumerClient,
+        producers: ProducerHandle,
+        tracker: CommitTracker,
+        results: CommitResults,
+    ) -> CommitStep:
+        kafka = self.settings.kafka
+        policy = CommitPolicy(kafka.commit_interval_s)
+        if not kafka.exactly_once:
+            return CommitStep(consumer, tracker, self.metrics, policy, results)
+        return TransactionalCommitStep(
+            consumer,
+            producers,
+            tracker,
+            self.metrics,
+            policy,
+            results,
+            reset_to_beginning=kafka.auto_offset_reset == "earliest",
+        )
 
-        records = RecordFactory(
+    def _records(self, detector: LoadedDetector) -> RecordFactory:
+        kafka = self.settings.kafka
+        return RecordFactory(
             model_stamp(detector.info),
             kafka.verdict_topic,
             kafka.dead_letter_topic,
@@ -263,38 +273,6 @@ class Service:
             policy_of(self.settings.decision),
             max_record_bytes=max_record_bytes(kafka),
         )
-        produce = ProduceStep(
-            producer,
-            records,
-            commit,
-            self.metrics,
-            is_live,
-            max_attempts=kafka.delivery_attempts,
-            on_failure=commit.on_failure,
-            on_undeliverable=on_undeliverable,
-        )
-        if isinstance(commit, TransactionalCommitStep):
-            commit.on_new_producer.append(produce.use)
-        predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
-        enrich = ProvenanceEnricher(
-            self.settings.provenance, self.metrics.registry, getattr(predictor, "cache", None)
-        )
-        detect = DetectStep(predictor, produce, self.metrics, is_live)
-        batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
-        fetcher = ImageFetcher(self.settings.fetch)
-        fetch = FetchDecodeStep(
-            batch,
-            produce,
-            fetcher,
-            self._limits(),
-            self.metrics,
-            workers=batching.fetch_workers,
-            resolve_ref=_ref_resolver(fetcher),
-            is_live=is_live,
-            enrich=enrich,
-            pixels=backpressure.pixels,
-        )
-        return batch, ParseStep(fetch, produce)
 
     # -- callbacks ---------------------------------------------------------------------------
 
@@ -333,5 +311,13 @@ def _info_dict(info: Any) -> dict[str, Any]:
     return dict(to_dict()) if callable(to_dict) else dict(vars(info))
 
 
-def _ref_resolver(fetcher: Any) -> Any:
-    return getattr(fetcher, "resolve_ref", None)
+def _close_producer(producer: ProducerClient) -> None:
+    """Flush; close when nothing is outstanding (releases librdkafka's threads now)."""
+    try:
+        left = producer.flush(2.0)
+        if left:
+            log.warning("unflushed_records", count=left)
+        else:
+            producer.close()
+    except KafkaException as exc:  # a producer in a fatal state
+        log.warning("producer_close_failed", error=str(exc.args[0]))

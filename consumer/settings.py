@@ -8,15 +8,19 @@ Example: ``SYNTHSCAN_KAFKA__BOOTSTRAP_SERVERS=broker:9092``,
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
     field_validator,
@@ -24,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from consumer.fetch import FetchSettings
+from detector.decode import ImageLimits
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
@@ -32,6 +36,7 @@ __all__ = [
     "CacheSettings",
     "DecisionSettings",
     "DecodeSettings",
+    "FetchSettings",
     "HttpSettings",
     "KafkaSettings",
     "LoggingSettings",
@@ -146,13 +151,54 @@ class ModelSettings(_Section):
     reload_poll_s: float = Field(default=2.0, ge=0.0)
 
 
-class DecodeSettings(_Section):
-    """Image decoding limits (see :class:`detector.ImageLimits`)."""
+class FetchSettings(_Section):
+    """Limits and policy of claim-check fetches (``SYNTHSCAN_FETCH__*`` in the service)."""
 
-    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1)
-    max_pixels: int = Field(default=100_000_000, ge=1)
-    max_side: int = Field(default=16384, ge=1)
-    min_side: int = Field(default=32, ge=1)
+    timeout_s: Annotated[float, Field(gt=0)] = 10.0
+    """Wall-clock budget of one attempt: connect, TLS, redirects, headers and body."""
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 3.0
+    """Budget of one TCP connect (within ``timeout_s``)."""
+    max_total_s: Annotated[float, Field(gt=0)] = 30.0
+    """Budget of the whole fetch including retries and backoff."""
+    max_bytes: Annotated[int, Field(ge=1)] = 50 * 1024 * 1024
+    """Largest body accepted; bigger ones are abandoned (``fetch_too_large``)."""
+    max_redirects: Annotated[int, Field(ge=0, le=20)] = 3
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Extra attempts after the first, for transient failures only (connect, 5xx, 429)."""
+    backoff_initial_s: Annotated[float, Field(ge=0)] = 0.2
+    backoff_max_s: Annotated[float, Field(ge=0)] = 2.0
+    allow_hosts: list[str] = Field(default_factory=list)
+    """Host names exempt from the SSRF address check (e.g. an in-cluster object store)."""
+    allow_cidrs: list[IPvAnyNetwork] = Field(default_factory=list)
+    """Networks exempt from the SSRF address check (tests and the demo: ``127.0.0.1/32``)."""
+    object_base_url: str | None = None
+    """Base URL that event ``ref`` object keys are resolved against; None refuses refs."""
+    user_agent: str = "synthscan-fetch/1"
+    ca_file: str | None = None
+    """PEM bundle to verify TLS servers with, instead of the system store."""
+
+
+def _known_limits(value: Any) -> Any:
+    if isinstance(value, dict):
+        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(ImageLimits)})
+        if unknown:
+            raise ValueError(f"unknown decode setting(s): {', '.join(unknown)}")
+        if "formats" in value:  # env: a JSON list or comma-separated names
+            return {**value, "formats": _split_list(value["formats"])}
+    return value
+
+
+def _positive_limits(limits: ImageLimits) -> ImageLimits:
+    sizes = (limits.max_bytes, limits.max_pixels, limits.max_side, limits.min_side)
+    if min(sizes) < 1:
+        raise ValueError("decode limits must be at least 1")
+    return limits
+
+
+DecodeSettings = Annotated[
+    ImageLimits, BeforeValidator(_known_limits), AfterValidator(_positive_limits)
+]
+"""Image decoding limits: :class:`detector.ImageLimits` itself, checked."""
 
 
 class HttpSettings(_Section):
@@ -224,7 +270,7 @@ class ServiceSettings(BaseSettings):
     batching: BatchingSettings = BatchingSettings()
     model: ModelSettings = ModelSettings()
     fetch: FetchSettings = FetchSettings()
-    decode: DecodeSettings = DecodeSettings()
+    decode: DecodeSettings = ImageLimits()
     http: HttpSettings = HttpSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     logging: LoggingSettings = LoggingSettings()

@@ -5,9 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError
-
-from consumer.kafka.headers import HeaderError, read_headers
+from consumer.kafka import Consumer, HeaderError, KafkaError, read_headers
 from schemas import DEAD_LETTER_EVENT_TYPE, DeadLetter, Verdict, decode_dead_letter, decode_verdict
 
 __all__ = ["format_record", "tail"]

@@ -180,11 +180,6 @@ class VerdictCache:
         if self._metrics is not None:
             self._metrics.hits.inc()
 
-    def hit_ratio(self) -> float:
-        with self._lock:
-            total = self.hits + self.misses
-            return self.hits / total if total else 0.0
-
 
 class _Model(Protocol):
     info: ModelInfo

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 import torchvision
@@ -64,6 +66,11 @@ class Prediction:
     """Per-generator scores when adapters are loaded (then ``score`` is the combined one)."""
     model_info: ModelInfo | None = field(default=None, compare=False, repr=False)
     """The model that produced this prediction (differs across a hot reload)."""
+
+    @property
+    def label(self) -> Literal["synthetic", "real"]:
+        """``synthetic`` when ``is_synthetic`` (``score >= threshold``), else ``real``."""
+        return "synthetic" if self.is_synthetic else "real"
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -257,6 +264,16 @@ class Detector:
         if self.precision == "fp32":
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
+
+    def with_threshold(self, threshold: float) -> Detector:
+        """A detector sharing these weights that labels at ``threshold`` (e.g. a candidate
+        calibration); this one is left unchanged."""
+        if not 0.0 <= threshold <= 1.0:
+            raise DetectorError(f"threshold {threshold} outside [0, 1]")
+        other = copy.copy(self)
+        other.metadata = dataclasses.replace(self.metadata, threshold=threshold)
+        other.info = dataclasses.replace(self.info, threshold=threshold)
+        return other
 
     def warmup(self) -> None:
         """Run one small batch so that the first real request pays no start-up cost."""

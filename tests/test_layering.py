@@ -62,3 +62,15 @@ def test_importing_provenance_loads_neither_torch_nor_messaging() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_only_the_kafka_package_imports_the_kafka_client() -> None:
+    """``consumer/kafka/`` is the seam: no other consumer module imports ``confluent_kafka``
+    (``TYPE_CHECKING`` imports included)."""
+    kafka = ROOT / "consumer" / "kafka"
+    offenders = sorted(
+        str(path.relative_to(ROOT))
+        for path in (ROOT / "consumer").rglob("*.py")
+        if kafka not in path.parents and "confluent_kafka" in _imported_roots(path)
+    )
+    assert offenders == []

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 __all__ = ["HeaderError", "Headers", "read_headers"]
 
 Headers = tuple[tuple[str, bytes | None], ...]
+"""Kafka record headers: (name, value) pairs, names decoded as UTF-8."""
+
 
 _checked_headers = operator.methodcaller("headers")
 """``msg.headers()`` through the checked C call path (never specialised by the interpreter)."""

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -79,18 +79,7 @@ def run_replay(
     """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional."""
     from consumer.replay.runner import ReplayRunner
 
-    if (options.output_file is None) == (options.output_topic is None):
-        raise ValueError("give exactly one of --output-file / --output-topic")
-    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
-        raise ValueError(f"--threshold must be in [0, 1], got {options.threshold}")
-    if (
-        options.from_ms is not None
-        and options.to_ms is not None
-        and options.from_ms >= options.to_ms
-    ):
-        raise ValueError("--from must be before --to")
-    if options.offsets and (options.from_ms is not None or options.to_ms is not None):
-        raise ValueError("give either --offsets or --from/--to, not both")
+    _validate(options)
     run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     state_path = options.state_file or (
         options.output_file.with_name(options.output_file.name + ".state.json")
@@ -106,11 +95,7 @@ def run_replay(
     }
     resuming = state_path.exists()
     if resuming:
-        state = ReplayState.load(state_path)
-        if state.run_id != run_id and options.run_id is not None:
-            raise ValueError(f"{state_path} belongs to run {state.run_id}, not {run_id}")
-        if state.model and state.model != model:
-            raise ValueError(f"run {state.run_id} used model {state.model}, not {model}")
+        state = _resumed_state(options, state_path, run_id, model)
         run_id = state.run_id
     else:
         state = _new_state(options, settings, run_id, state_path, model)
@@ -135,6 +120,32 @@ def run_replay(
     return outcome
 
 
+def _validate(options: ReplayOptions) -> None:
+    if (options.output_file is None) == (options.output_topic is None):
+        raise ValueError("give exactly one of --output-file / --output-topic")
+    if options.threshold is not None and not 0.0 <= options.threshold <= 1.0:
+        raise ValueError(f"--threshold must be in [0, 1], got {options.threshold}")
+    if (
+        options.from_ms is not None
+        and options.to_ms is not None
+        and options.from_ms >= options.to_ms
+    ):
+        raise ValueError("--from must be before --to")
+    if options.offsets and (options.from_ms is not None or options.to_ms is not None):
+        raise ValueError("give either --offsets or --from/--to, not both")
+
+
+def _resumed_state(
+    options: ReplayOptions, state_path: Path, run_id: str, model: dict[str, Any]
+) -> ReplayState:
+    state = ReplayState.load(state_path)
+    if state.run_id != run_id and options.run_id is not None:
+        raise ValueError(f"{state_path} belongs to run {state.run_id}, not {run_id}")
+    if state.model and state.model != model:
+        raise ValueError(f"run {state.run_id} used model {state.model}, not {model}")
+    return state
+
+
 def _new_state(
     options: ReplayOptions,
     settings: ServiceSettings,
@@ -142,12 +153,11 @@ def _new_state(
     path: Path,
     model: dict[str, Any],
 ) -> ReplayState:
-    from confluent_kafka import Consumer
-
-    from consumer.replay.runner import replay_consumer_config
+    from consumer.kafka import Consumer
+    from consumer.kafka.config import replay_consumer_config
 
     topics = options.topics or list(settings.kafka.input_topics)
-    probe = Consumer(replay_consumer_config(settings, run_id))
+    probe = Consumer(replay_consumer_config(settings.kafka, run_id))
     try:
         ranges = resolve_ranges(
             probe, topics, from_ms=options.from_ms, to_ms=options.to_ms, explicit=options.offsets
@@ -172,10 +182,11 @@ def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) 
             device=m.device,
             precision=m.precision,
             adapters=adapters,
+            limits=settings.decode,
+            max_batch=settings.batching.max_batch_size,
         )
     if options.threshold is not None:  # a candidate threshold: same weights, new labels
-        detector.metadata = replace(detector.metadata, threshold=options.threshold)
-        detector.info = replace(detector.info, threshold=options.threshold)
+        detector = detector.with_threshold(options.threshold)
     return detector
 
 
@@ -199,25 +210,19 @@ def _output(
 ) -> ReplayOutput:
     if options.output_file is not None:
         return JsonlOutput(options.output_file, None if resume is None else resume.output_bytes)
-    from consumer.replay.runner import base_config
+    from consumer.kafka.config import audit_producer_config
 
     assert options.output_topic is not None
-    conf = {
-        **base_config(settings),
-        "enable.idempotence": True,
-        "acks": "all",
-        "compression.type": "zstd",
-        "linger.ms": 20,
-    }
+    conf = audit_producer_config(settings.kafka)
     return TopicOutput(conf, options.output_topic, f"{options.output_topic}.dlq")
 
 
 def _compare(
     options: ReplayOptions, settings: ServiceSettings, run_id: str, state: ReplayState
 ) -> Comparison:
-    from consumer.replay.runner import base_config
+    from consumer.kafka.config import common_config
 
-    conf = base_config(settings)
+    conf = common_config(settings.kafka)
     if options.output_file is not None:
         new = read_new_from_file(options.output_file)
     else:

@@ -1,31 +1,42 @@
 """Where replayed verdicts go: a JSONL file or an audit topic.
 
+Each output makes the pipeline's last step (:meth:`ReplayOutput.sink`): a
+``ProcessingStep[Outcome]`` that writes the record of each outcome and hands a
+:class:`~consumer.items.Delivered` receipt to the next step once it is written, the same
+interface as the live service's produce step.
+
 - :class:`JsonlOutput`: one verdict (the wire JSON) per line in ``PATH``, dead letters in
   ``PATH.dead-letters.jsonl``. Resuming truncates both to their durable length and reports
   which source offsets they already hold, so a resumed run writes each verdict once.
-- :class:`TopicOutput`: verdicts produced to an audit topic (idempotent, zstd), dead letters
-  to ``<topic>.dlq``. A record counts as written when its delivery is confirmed; a resumed
-  run may repeat the records written after the last state save (same run id and source).
+- :class:`TopicOutput`: the live :class:`~consumer.steps.produce.ProduceStep` on an
+  idempotent zstd producer: verdicts to an audit topic, dead letters to ``<topic>.dlq``. A
+  record counts as written when its delivery is confirmed; a resumed run may repeat the
+  records written after the last state save (same run id and source).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable, Iterator
-from functools import partial
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from confluent_kafka.admin import AdminClient, NewTopic
-
-from consumer.items import OutRecord
+from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord
+from consumer.kafka import Producer
+from consumer.kafka.admin import ensure_topics
+from consumer.kafka.clients import ProducerHandle
+from consumer.metrics import Metrics
+from consumer.records import RecordBuilder, output_record
+from consumer.steps.base import ProcessingStep
+from consumer.steps.produce import ProduceStep
 
 __all__ = ["JsonlOutput", "ReplayOutput", "Source", "TopicOutput", "dead_letter_path"]
 
 Source = tuple[str, int, int]
-_MAX_DELIVERY_ERRORS = 100
+_DELIVERY_ATTEMPTS = 100
+"""Deliveries of one record to the audit topic before it fails for good."""
 Done = Callable[[], None]
 
 
@@ -34,11 +45,13 @@ def dead_letter_path(path: Path) -> Path:
 
 
 class ReplayOutput(Protocol):
-    """What the replay sink writes to."""
+    """Where a replay writes (see the module docstring)."""
 
-    def write(self, record: OutRecord, dead_letter: bool, on_done: Done) -> None: ...
-
-    def poll(self) -> None: ...
+    def sink(
+        self, records: RecordBuilder, receipts: ProcessingStep[Delivered], metrics: Metrics
+    ) -> ProcessingStep[Outcome]:
+        """The pipeline's last step, confirming each written record to ``receipts``."""
+        ...
 
     def durable(self) -> dict[str, int]: ...
 
@@ -70,13 +83,15 @@ class JsonlOutput:
             self._written.add((src["topic"], int(src["partition"]), int(src["offset"])))
         return target.open("ab")
 
+    def sink(
+        self, records: RecordBuilder, receipts: ProcessingStep[Delivered], metrics: Metrics
+    ) -> ProcessingStep[Outcome]:
+        return _JsonlStep(self, records, receipts)
+
     def write(self, record: OutRecord, dead_letter: bool, on_done: Done) -> None:
         fh = self._files["dead_letters" if dead_letter else "verdicts"]
         fh.write(record.value.replace(b"\n", b" ") + b"\n")
         on_done()
-
-    def poll(self) -> None:
-        """Nothing asynchronous."""
 
     def durable(self) -> dict[str, int]:
         sizes: dict[str, int] = {}
@@ -94,56 +109,60 @@ class JsonlOutput:
             fh.close()
 
 
+class _JsonlStep(ProcessingStep[Outcome]):
+    """Writes each outcome's record as a line; written means confirmed."""
+
+    def __init__(
+        self, output: JsonlOutput, records: RecordBuilder, next_step: ProcessingStep[Delivered]
+    ) -> None:
+        self.next_step = next_step
+        self._output = output
+        self._records = records
+
+    def submit(self, item: Outcome) -> None:
+        outcome, record = output_record(self._records, item)
+        dead = isinstance(outcome, Failure)
+        receipt = Delivered(item.envelope, time.time(), dead)
+        self._output.write(record, dead, lambda: self.next_step.submit(receipt))
+
+    def poll(self) -> None:
+        self.next_step.poll()
+
+    def join(self, timeout: float | None = None) -> None:
+        self.next_step.join(timeout)
+
+    def close(self) -> None:
+        self.next_step.close()
+
+
 class TopicOutput:
     """Verdicts to ``topic``, dead letters to ``dead_letter_topic``; done on delivery."""
 
     def __init__(self, producer_conf: dict[str, Any], topic: str, dead_letter_topic: str):
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
-        _ensure_topics(producer_conf, [topic, dead_letter_topic])
+        ensure_topics(producer_conf, [topic, dead_letter_topic])
         self._producer = Producer(producer_conf)
-        self.errors: list[str] = []
         self._failed: str | None = None
 
-    def write(self, record: OutRecord, dead_letter: bool, on_done: Done) -> None:
-        topic = self.dead_letter_topic if dead_letter else self.topic
-        while True:
-            try:
-                self._producer.produce(
-                    topic,
-                    value=record.value,
-                    key=record.key,
-                    headers=list(record.headers),
-                    on_delivery=partial(self._delivered, record, dead_letter, on_done),
-                )
-                return
-            except BufferError:
-                self._producer.poll(0.05)
+    def sink(
+        self, records: RecordBuilder, receipts: ProcessingStep[Delivered], metrics: Metrics
+    ) -> ProcessingStep[Outcome]:
+        return ProduceStep(
+            ProducerHandle.of(self._producer),
+            records,
+            receipts,
+            metrics,
+            max_attempts=_DELIVERY_ATTEMPTS,
+            on_undeliverable=self._undeliverable,
+        )
 
-    def _delivered(
-        self,
-        record: OutRecord,
-        dead_letter: bool,
-        on_done: Done,
-        err: KafkaError | None,
-        _m: Message,
-    ) -> None:
-        if err is None:
-            on_done()
-            return
-        self.errors.append(str(err))
-        if len(self.errors) > _MAX_DELIVERY_ERRORS or not err.retriable():
-            self._failed = str(err)
-            return
-        self.write(record, dead_letter, on_done)  # idempotent producer: retry until delivered
-
-    def poll(self) -> None:
-        self._producer.poll(0)
-        if self._failed is not None:
-            raise RuntimeError(f"cannot write to the audit topic {self.topic}: {self._failed}")
+    def _undeliverable(self, env: Envelope, reason: str) -> None:
+        self._failed = reason
 
     def durable(self) -> dict[str, int]:
         self._producer.flush(30.0)
+        self._raise_failed()
         return {}
 
     def already_written(self) -> set[Source]:
@@ -152,22 +171,9 @@ class TopicOutput:
     def close(self) -> None:
         self._producer.flush(30.0)
 
-
-def _ensure_topics(conf: dict[str, Any], topics: list[str]) -> None:
-    """Create missing output topics with the broker's defaults (partitions, replication)."""
-    admin = AdminClient({k: v for k, v in conf.items() if k != "transactional.id"})
-    missing = [t for t in topics if t not in admin.list_topics(timeout=30).topics]
-    if not missing:
-        return
-    futures = admin.create_topics(
-        [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in missing]
-    )
-    for topic, future in futures.items():
-        try:
-            future.result(timeout=30)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
-                raise ValueError(f"cannot create output topic {topic}: {exc}") from exc
+    def _raise_failed(self) -> None:
+        if self._failed is not None:
+            raise RuntimeError(f"cannot write to the audit topic {self.topic}: {self._failed}")
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:

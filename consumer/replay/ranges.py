@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from confluent_kafka import Consumer, TopicPartition
+from consumer.kafka import Consumer, TopicPartition
 
 __all__ = ["OffsetRange", "parse_offsets", "parse_time", "resolve_ranges"]
 

@@ -7,14 +7,13 @@ high watermarks captured when reading starts; nothing is committed.
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, TopicPartition
-
+from consumer.kafka import Consumer, KafkaError, TopicPartition
+from consumer.kafka.config import reader_config
 from consumer.kafka.headers import HeaderError, read_headers
 from consumer.replay.output import read_jsonl
 from schemas import VERDICT_EVENT_TYPE, Verdict, decode_verdict
@@ -72,16 +71,7 @@ def read_verdict_topic(
 def _verdicts(
     conf: dict[str, Any], topic: str, from_ms: int | None, timeout_s: float
 ) -> Iterator[Verdict]:
-    consumer = Consumer(
-        {
-            **conf,
-            "group.id": f"synthscan-replay-read-{uuid.uuid4().hex[:12]}",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
+    consumer = Consumer(reader_config(conf, "synthscan-replay-read"))
     try:
         meta = consumer.list_topics(topic, timeout=30)
         tmeta = meta.topics.get(topic)

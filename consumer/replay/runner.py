@@ -1,7 +1,10 @@
 """The replay loop: assigned partitions -> the service's own steps -> an output, resumable.
 
-The pipeline is the consumer's (parse -> fetch/decode -> batch -> detect), ending in a
-:class:`ReplaySink` instead of the produce/commit steps. The consumer has its own group id
+The pipeline is the consumer's (:func:`consumer.pipeline.build_pipeline`), ending in the
+output's sink (:meth:`~consumer.replay.output.ReplayOutput.sink`: the live produce step for an
+audit topic) and :class:`ReplayReceipts` instead of the commit step; admission is the same
+:class:`~consumer.backpressure.Backpressure` (in-flight messages and the pixel budget) that
+pauses and resumes the partitions. The consumer has its own group id
 (``synthscan-replay-<run_id>``), uses ``assign()`` and never commits: progress lives in the
 run's state file, advanced with the same ordering rule as live commits
 (:class:`~consumer.commit_tracker.CommitTracker`): every offset below the saved one is written.
@@ -11,69 +14,34 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from consumer.commit_tracker import CommitTracker
-from consumer.fetch import ImageFetcher
-from consumer.items import Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.items import Delivered
+from consumer.kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from consumer.kafka.config import replay_consumer_config
+from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
+from consumer.pipeline import backpressure_for, build_pipeline
 from consumer.records import RecordFactory
 from consumer.replay.output import ReplayOutput
 from consumer.replay.ranges import OffsetRange, Partition
 from consumer.replay.state import ReplayState
 from consumer.settings import ServiceSettings
 from consumer.steps.base import ProcessingStep
-from consumer.steps.batch import BatchStep
-from consumer.steps.detect import DetectStep, Predictor
-from consumer.steps.fetch_decode import FetchDecodeStep
-from consumer.steps.parse import ParseStep
-from detector import ImageLimits
-from schemas import ReplayInfo, decode_verdict, encode_verdict
+from consumer.steps.detect import Predictor
+from schemas import ReplayInfo
 
-__all__ = [
-    "ReplayResult",
-    "ReplayRunner",
-    "ReplaySink",
-    "base_config",
-    "replay_consumer_config",
-]
+__all__ = ["ReplayReceipts", "ReplayResult", "ReplayRunner"]
 
 log = structlog.get_logger("consumer.replay")
 
 _SAVE_EVERY_S = 2.0
-
-
-def base_config(settings: ServiceSettings) -> dict[str, Any]:
-    """Connection settings (bootstrap, SASL, the librdkafka passthrough) of any client."""
-    kafka = settings.kafka
-    conf: dict[str, Any] = {"bootstrap.servers": kafka.bootstrap_servers, **kafka.librdkafka}
-    if kafka.sasl_username is not None:
-        conf["sasl.username"] = kafka.sasl_username
-    if kafka.sasl_password is not None:
-        conf["sasl.password"] = kafka.sasl_password.get_secret_value()
-    return conf
-
-
-def replay_consumer_config(settings: ServiceSettings, run_id: str) -> dict[str, Any]:
-    """A consumer that can never touch the live group: own group id, no commits."""
-    conf = base_config(settings)
-    conf.update(
-        {
-            "group.id": f"synthscan-replay-{run_id}",
-            "client.id": f"synthscan-replay-{run_id}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "enable.partition.eof": True,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-        }
-    )
-    return conf
 
 
 @dataclass
@@ -91,64 +59,29 @@ class ReplayResult:
         return (self.verdicts + self.dead_letters) / self.seconds if self.seconds > 0 else 0.0
 
 
-class ReplaySink(ProcessingStep[Outcome]):
-    """Last step: stamps verdicts as replays, writes them, marks their offsets done."""
+class ReplayReceipts(ProcessingStep[Delivered]):
+    """Last step: a written record marks its offset done (the state file's progress)."""
 
-    def __init__(
-        self,
-        records: RecordFactory,
-        replay: ReplayInfo,
-        output: ReplayOutput,
-        tracker: CommitTracker,
-        on_written: Any = None,
-    ) -> None:
-        self._records = records
-        self._replay = replay
-        self._output = output
+    def __init__(self, tracker: CommitTracker, on_written: Callable[[], None]) -> None:
         self._tracker = tracker
         self._on_written = on_written
         self.verdicts = 0
         self.dead_letters = 0
 
-    def submit(self, item: Outcome) -> None:
+    def submit(self, item: Delivered) -> None:
         env = item.envelope
-        dead = isinstance(item, Failure)
-        if isinstance(item, WorkItem):
-            try:
-                record = self._stamped(self._records.verdict(item))
-            except Exception as exc:  # an invalid verdict becomes a dead letter, as live
-                log.exception("verdict_build_failed", event_id=item.event_id)
-                record, dead = self._dead(item, exc), True
+        self._tracker.done(env.tp, env.offset, env.epoch)
+        if item.dead_letter:
+            self.dead_letters += 1
         else:
-            record = self._records.dead_letter(item)
-
-        def done() -> None:
-            self._tracker.done(env.tp, env.offset, env.epoch)
-            if dead:
-                self.dead_letters += 1
-            else:
-                self.verdicts += 1
-            if self._on_written is not None:
-                self._on_written()
-
-        self._output.write(record, dead, done)
-
-    def _stamped(self, record: OutRecord) -> OutRecord:
-        verdict = decode_verdict(record.value, record.headers)
-        key, value, headers = encode_verdict(verdict.model_copy(update={"replay": self._replay}))
-        return OutRecord(record.topic, key, value, tuple(headers))
-
-    def _dead(self, item: WorkItem, exc: Exception) -> OutRecord:
-        from schemas import ErrorCode
-
-        failure = Failure(item.envelope, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return self._records.dead_letter(failure)
+            self.verdicts += 1
+        self._on_written()
 
     def poll(self) -> None:
-        self._output.poll()
+        """Nothing asynchronous."""
 
     def join(self, timeout: float | None = None) -> None:
-        self._output.poll()
+        """Nothing buffered."""
 
     def close(self) -> None:
         """The runner closes the output."""
@@ -182,31 +115,14 @@ class ReplayRunner:
         )
         self._bar: Any = None
         self._closed: dict[Partition, int] = {}
-        self.sink = ReplaySink(records, replay, output, self._tracker, self._tick)
-        self._head = self._build(predictor)
-
-    def _build(self, predictor: Predictor) -> ParseStep:
-        s = self.settings
-        detect = DetectStep(predictor, self.sink, self._metrics)
-        batch = BatchStep(detect, s.batching.max_batch_size, s.batching.max_wait_ms / 1000.0)
-        self._batch = batch
-        d = s.decode
-        fetcher = ImageFetcher(s.fetch)
-        fetch = FetchDecodeStep(
-            batch,
-            self.sink,
-            fetcher,
-            ImageLimits(
-                max_bytes=d.max_bytes,
-                max_pixels=d.max_pixels,
-                max_side=d.max_side,
-                min_side=d.min_side,
-            ),
-            self._metrics,
-            workers=s.batching.fetch_workers,
-            resolve_ref=getattr(fetcher, "resolve_ref", None),
+        self.receipts = ReplayReceipts(self._tracker, self._tick)
+        self.sink = output.sink(records.with_replay(replay), self.receipts, self._metrics)
+        limit = settings.batching.max_in_flight_messages
+        self._backpressure = backpressure_for(settings, limit)
+        self._pipeline = build_pipeline(
+            settings, predictor, self.sink, self._metrics, self._backpressure
         )
-        return ParseStep(fetch, self.sink)
+        self._head = self._pipeline.head
 
     def _tick(self) -> None:
         if self._bar is not None:
@@ -216,7 +132,7 @@ class ReplayRunner:
         """Replay until every range is done (or ``stop``); save progress; never commit."""
         began = time.monotonic()
         ranges = [r for r in self.state.ranges if self.state.next_offset(r) < r.end]
-        consumer = Consumer(replay_consumer_config(self.settings, self.state.run_id))
+        consumer = Consumer(replay_consumer_config(self.settings.kafka, self.state.run_id))
         skip = self.output.already_written()
         self._tracker.assign([r.tp for r in self.state.ranges])
         for r in self.state.ranges:  # nothing left: saved progress stays
@@ -243,8 +159,8 @@ class ReplayRunner:
                 self._bar.close()
         result = ReplayResult(
             self.state.run_id,
-            self.sink.verdicts,
-            self.sink.dead_letters,
+            self.receipts.verdicts,
+            self.receipts.dead_letters,
             time.monotonic() - began,
             self.state.complete,
         )
@@ -271,22 +187,36 @@ class ReplayRunner:
     def _loop(
         self, consumer: Consumer, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
     ) -> None:
-        limit = self.settings.batching.max_in_flight_messages
+        """Consume, submit and poll until every range is closed and written (or ``stop``).
+
+        While the pipeline is full the open ranges are paused and ``consume`` only serves
+        callbacks (its timeout is the loop's pace); they resume once it drained to half.
+        """
         last_save = time.monotonic()
         while not self.stop.is_set() and (open_ranges or self._tracker.in_flight() > 0):
-            room = limit - self._tracker.in_flight()
-            if open_ranges and room > 0:
-                wait = 0.005 if self._tracker.in_flight() else 0.1
-                due = self._batch.due_in()
-                wait = wait if due is None else min(wait, due)
-                for msg in consumer.consume(min(room, self.settings.kafka.consume_batch), wait):
-                    self._accept(consumer, msg, open_ranges, skip)
-            else:
-                time.sleep(0.002)
+            in_flight = self._tracker.in_flight()
+            self._pace(consumer, open_ranges, in_flight)
+            room = self._backpressure.max_in_flight - in_flight
+            wait = 0.005 if in_flight else 0.1
+            due = self._pipeline.due_in()
+            wait = wait if due is None else min(wait, due)
+            count = max(1, min(room, self.settings.kafka.consume_batch))
+            for msg in consumer.consume(count, wait):
+                self._accept(consumer, msg, open_ranges, skip)
             self._head.poll()
             if time.monotonic() - last_save >= _SAVE_EVERY_S:
                 self._save(complete=False)
                 last_save = time.monotonic()
+
+    def _pace(
+        self, consumer: Consumer, open_ranges: dict[Partition, OffsetRange], in_flight: int
+    ) -> None:
+        """Pause the open ranges when the pipeline admits no more; resume when it drained."""
+        if not self._backpressure.admits(in_flight):
+            if self._backpressure.on_rejected():
+                consumer.pause([TopicPartition(t, p) for t, p in open_ranges])
+        elif self._backpressure.on_progress(in_flight, carrying=False):
+            consumer.resume([TopicPartition(t, p) for t, p in open_ranges])
 
     def _accept(
         self,
@@ -317,7 +247,7 @@ class ReplayRunner:
             self._tracker.done(tp, offset, epoch)
             self._tick()
         else:
-            self._head.submit(Envelope.from_message(msg, epoch))
+            self._head.submit(to_envelope(msg, epoch))
         if offset + 1 >= r.end:
             self._close_range(consumer, tp, open_ranges)
 

@@ -5,16 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
+from consumer.kafka import KafkaError, KafkaException, TopicPartition
+from consumer.kafka.clients import CommitResults, ConsumerClient
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
 
-__all__ = ["CommitPolicy", "CommitStep"]
+__all__ = ["CommitPolicy", "CommitStep", "Committer"]
 
 log = structlog.get_logger("consumer.commit")
 
@@ -40,32 +42,58 @@ class CommitPolicy:
     min_interval_s: float = 1.0
 
 
+class Committer(Protocol):
+    """What the poll loop needs of the last step, besides the step lifecycle."""
+
+    @property
+    def barrier(self) -> bool:
+        """True while the pipeline must drain (admit no message) before the next commit."""
+        ...
+
+    @property
+    def drains_all(self) -> bool:
+        """On revoke, wait for the work of every partition (not only the revoked ones)."""
+        ...
+
+    def start(self) -> None:
+        """Before the first message (exactly-once: initialise the transactional producer)."""
+
+    def on_drained(self) -> None:
+        """Called by the loop when :attr:`barrier` is set and nothing is in flight."""
+
+    def commit_sync(self, partitions: Iterable[Partition] | None = None) -> dict[Partition, int]:
+        """Commit what is committable now (revocation) and wait for the result."""
+        ...
+
+    def on_lost(self) -> None:
+        """Partitions were lost (not revoked): nothing of theirs may be committed."""
+
+
 class CommitStep(ProcessingStep[Delivered]):
     """Marks receipts done in the :class:`CommitTracker`; commits per :class:`CommitPolicy`.
 
     Offsets are sent with ``commit(offsets=..., asynchronous=True)`` from ``poll`` and
-    synchronously from ``join``/``commit_sync`` (revocation, shutdown). Commit results arrive
-    through :meth:`on_commit` (the consumer's ``on_commit`` callback).
-
-    The processor also reads :attr:`barrier` and :attr:`drains_all` and calls
-    :meth:`on_drained`: hooks for the transactional variant
-    (:class:`~consumer.steps.transaction.TransactionalCommitStep`), inert here.
+    synchronously from ``join``/``commit_sync`` (revocation, shutdown). Failed asynchronous
+    commits come back through ``results`` (the consumer's ``on_commit`` callback) and are sent
+    again. Implements :class:`Committer` (``barrier``/``on_drained`` are inert here: they are
+    the exactly-once step's, :class:`~consumer.steps.transaction.TransactionalCommitStep`).
     """
 
     drains_all = False
-    """On revoke, wait for the work of every partition (not only the revoked ones)."""
 
     def __init__(
         self,
-        consumer: Consumer,
+        consumer: ConsumerClient,
         tracker: CommitTracker,
         metrics: Metrics,
         policy: CommitPolicy = CommitPolicy(),
+        results: CommitResults | None = None,
     ) -> None:
         self._consumer = consumer
         self._tracker = tracker
         self._metrics = metrics
         self._policy = policy
+        self._results = results or CommitResults()
         self._last_commit = time.monotonic()
 
     @property
@@ -73,8 +101,11 @@ class CommitStep(ProcessingStep[Delivered]):
         """True while the pipeline must drain (take no new messages) before the next commit."""
         return False
 
+    def start(self) -> None:
+        """Nothing to prepare."""
+
     def on_drained(self) -> None:
-        """Called by the loop when :attr:`barrier` is set and nothing is in flight."""
+        """Never called: there is no barrier."""
 
     def on_failure(self, reason: str) -> None:
         """A delivery failed: at-least-once re-produces it (nothing to do here)."""
@@ -87,6 +118,7 @@ class CommitStep(ProcessingStep[Delivered]):
         self._tracker.done(env.tp, env.offset, env.epoch)
 
     def poll(self) -> None:
+        self._forget_failed(self._results.take_failed())
         if time.monotonic() - self._last_commit >= self._policy.min_interval_s:
             self._commit(self._tracker.committable(), asynchronous=True)
 
@@ -102,12 +134,7 @@ class CommitStep(ProcessingStep[Delivered]):
         self._commit(offsets, asynchronous=False)
         return offsets
 
-    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        """Consumer ``on_commit`` callback (async and sync commits)."""
-        failed = [(tp.topic, tp.partition) for tp in partitions if tp.error is not None]
-        if err is not None and err.code() != KafkaError._NO_OFFSET:
-            failed = [(tp.topic, tp.partition) for tp in partitions]
-            log.warning("commit_failed", error=str(err))
+    def _forget_failed(self, failed: list[Partition]) -> None:
         if failed:
             self._metrics.commits.labels(result="error").inc()
             self._tracker.forget_committed(failed)
@@ -132,7 +159,7 @@ class CommitStep(ProcessingStep[Delivered]):
             return
         self._tracker.mark_committed(offsets)
         self._metrics.commits.labels(result="ok").inc()
-        failed = [tp for tp in result or [] if tp.error is not None]
-        if failed:
-            self.on_commit(None, failed)
+        self._forget_failed(
+            [(tp.topic, tp.partition) for tp in result or [] if tp.error is not None]
+        )
         log.debug("committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()})

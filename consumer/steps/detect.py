@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from consumer.errors import InferenceFailed
 from consumer.items import Envelope, Failure, Outcome, WorkItem
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep, remaining
-from schemas import ErrorCode
 
 if TYPE_CHECKING:
     from detector import DecodedImage, Prediction
@@ -98,14 +98,8 @@ class DetectStep(ProcessingStep[list[WorkItem]]):
             item.timings.inference_ms = seconds * 1000.0
             item.timings.batch_size = len(batch)
             if isinstance(result, Exception):
-                self.next_step.submit(
-                    Failure(
-                        item.envelope,
-                        ErrorCode.INFERENCE_FAILED,
-                        f"detector: {result!r}",
-                        event=item.event,
-                    )
-                )
+                failed = InferenceFailed(f"detector: {result!r}")
+                self.next_step.submit(Failure.of(item.envelope, failed, event=item.event))
             else:
                 item.prediction = result
                 if item.image is not None:  # free the pixels (and their pixel budget) now

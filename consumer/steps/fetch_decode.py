@@ -14,30 +14,16 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol
 
 from consumer.backpressure import PixelBudget, Reservation
+from consumer.errors import FetchForbiddenError
 from consumer.items import Envelope, Failure, Outcome, WorkItem
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep, remaining
-from detector import (
-    DECODE_BYTES_PER_PIXEL,
-    ImageDecodeError,
-    ImageError,
-    ImageLimits,
-    ImageTooLargeError,
-    UnsupportedImageError,
-    decode_image,
-)
-from schemas import ErrorCode
+from detector import DECODE_BYTES_PER_PIXEL, ImageLimits, decode_image
 
 __all__ = ["FetchDecodeStep", "Fetcher"]
 
-_DECODE_CODES: list[tuple[type[ImageError], ErrorCode]] = [
-    (ImageTooLargeError, ErrorCode.IMAGE_TOO_LARGE),
-    (UnsupportedImageError, ErrorCode.UNSUPPORTED_MEDIA),
-    (ImageDecodeError, ErrorCode.IMAGE_DECODE_ERROR),
-]
-
-
 _JOIN_POLL_S = 0.05
+_NO_REFS = "object refs are not enabled (no fetch object base URL configured)"
 
 
 class Fetcher(Protocol):
@@ -50,7 +36,7 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
     """Runs fetch + decode of each item on a thread pool; forwards items as they finish.
 
     Completion order may differ from offset order: the commit tracker handles that. Failures
-    become dead letters with the matching :class:`~schemas.ErrorCode`.
+    become dead letters (codes from :func:`consumer.errors.error_code`).
     """
 
     def __init__(
@@ -145,24 +131,8 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
             return item
         except _Dropped:
             return None
-        except ImageError as exc:
-            code = next(
-                (c for cls, c in _DECODE_CODES if isinstance(exc, cls)),
-                ErrorCode.IMAGE_DECODE_ERROR,
-            )
-            return Failure(
-                item.envelope, code, str(exc), event=item.event, first_failure_at=started
-            )
-        except Exception as exc:
-            raw_code = getattr(exc, "code", None)
-            return Failure(
-                item.envelope,
-                raw_code if isinstance(raw_code, ErrorCode) else ErrorCode.INTERNAL_ERROR,
-                str(exc) or repr(exc),
-                event=item.event,
-                attempts=int(getattr(exc, "attempts", 1) or 1),
-                first_failure_at=started,
-            )
+        except Exception as exc:  # fetch, decode or enrichment: a dead letter
+            return Failure.of(item.envelope, exc, event=item.event, first_failure_at=started)
         finally:
             for reservation in held:  # decoding failed: give the working set back
                 reservation.release()
@@ -181,12 +151,10 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
 
     def _fetch(self, item: WorkItem) -> bytes:
         url = item.event.url
-        if url is None and item.event.ref is not None:
-            if self._resolve_ref is None:
-                raise _NoRefBase()
+        if url is None and item.event.ref is not None and self._resolve_ref is not None:
             url = self._resolve_ref(item.event.ref)
         if url is None or self._fetcher is None:
-            raise _NoRefBase()
+            raise FetchForbiddenError(_NO_REFS)
         began = time.perf_counter()
         try:
             return self._fetcher.fetch(url, item.event.sha256, item.event.size_bytes)
@@ -198,12 +166,3 @@ class FetchDecodeStep(ProcessingStep[WorkItem]):
 
 class _Dropped(Exception):
     """The item was revoked (or the step closed) while waiting for pixel room."""
-
-
-class _NoRefBase(Exception):
-    """An object-store ref with no base URL configured: the fetch is refused."""
-
-    code = ErrorCode.FETCH_FORBIDDEN
-
-    def __str__(self) -> str:
-        return "object refs are not enabled (no fetch object base URL configured)"

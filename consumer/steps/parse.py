@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
+from consumer.errors import UnreadableHeaders
 from consumer.items import Envelope, Failure, Outcome, WorkItem
 from consumer.steps.base import ProcessingStep
-from schemas import ErrorCode, EventError, parse_image_event
+from schemas import parse_image_event
 
 __all__ = ["ParseStep"]
 
@@ -25,18 +26,14 @@ class ParseStep(ProcessingStep[Envelope]):
         self._expected_types = expected_types
 
     def submit(self, item: Envelope) -> None:
-        if item.header_error is not None:  # e.g. a header name that is not UTF-8
-            self._dead_letters.submit(Failure(item, ErrorCode.SCHEMA_VIOLATION, item.header_error))
-            return
         try:
+            if item.header_error is not None:  # e.g. a header name that is not UTF-8
+                raise UnreadableHeaders(item.header_error)
             parsed = parse_image_event(
                 item.value, list(item.headers), expected_types=self._expected_types
             )
-        except EventError as exc:
-            self._dead_letters.submit(Failure(item, exc.code, exc.message))
-            return
-        except Exception as exc:
-            self._dead_letters.submit(Failure(item, ErrorCode.INTERNAL_ERROR, f"parse: {exc!r}"))
+        except Exception as exc:  # EventError names its rule; anything else is internal
+            self._dead_letters.submit(Failure.of(item, exc))
             return
         self.next_step.submit(WorkItem(envelope=item, event=parsed))
 

@@ -7,17 +7,19 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal, Protocol
+from typing import Literal
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics
+from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
-from schemas import ErrorCode
 
-__all__ = ["ProduceStep", "RecordBuilder"]
+__all__ = ["ProduceStep"]
 
 log = structlog.get_logger("consumer.produce")
 
@@ -30,16 +32,6 @@ _NEXT: dict[Stage, Stage] = {
 }
 _MAX_REMEMBERED = 10_000
 """Source messages whose output failed for good, remembered across an exactly-once rewind."""
-
-
-class RecordBuilder(Protocol):
-    """Turns outcomes into wire records (see :mod:`consumer.records`)."""
-
-    def verdict(self, item: WorkItem) -> OutRecord: ...
-
-    def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
-
-    def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
 
 
 @dataclass(slots=True)
@@ -66,7 +58,7 @@ class ProduceStep(ProcessingStep[Outcome]):
 
     def __init__(
         self,
-        producer: Producer,
+        producers: ProducerHandle,
         builder: RecordBuilder,
         next_step: ProcessingStep[Delivered],
         metrics: Metrics,
@@ -77,7 +69,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
     ) -> None:
         self.next_step = next_step
-        self._producer = producer
+        self._producers = producers
+        self._generation = producers.generation
         self._builder = builder
         self._metrics = metrics
         self._is_live = is_live
@@ -94,11 +87,16 @@ class ProduceStep(ProcessingStep[Outcome]):
         """Records not yet confirmed (queued locally or awaiting a delivery report)."""
         return len(self._backlog) + self._awaiting
 
-    def use(self, producer: Producer) -> None:
-        """Produce with ``producer`` from now on (the old one's records were all aborted)."""
-        self._producer = producer
-        self._awaiting = 0
-        self._poll_error = ""
+    @property
+    def _producer(self) -> ProducerClient:
+        """The handle's producer; after a replacement the old one's records were all aborted
+        (and their reports served by its ``close``): nothing is awaited any more."""
+        if self._producers.generation != self._generation:
+            self._generation = self._producers.generation
+            self._awaiting = 0
+            self._poll_error = ""
+        producer: ProducerClient = self._producers.current
+        return producer
 
     def submit(self, item: Outcome) -> None:
         if not self._is_live(item.envelope):
@@ -152,13 +150,10 @@ class ProduceStep(ProcessingStep[Outcome]):
         if known is not None:
             stage, reason = known
             return self._stage(item, stage, reason)
-        if isinstance(item, WorkItem):
-            try:
-                return _Pending(item, self._builder.verdict(item), "verdict")
-            except Exception as exc:
-                log.exception("verdict_build_failed", event_id=item.event_id)
-                item = Failure(env, ErrorCode.INTERNAL_ERROR, repr(exc), event=item.event)
-        return _Pending(item, self._builder.dead_letter(item), "dead_letter")
+        outcome, record = output_record(self._builder, item)
+        return _Pending(
+            outcome, record, "verdict" if isinstance(outcome, WorkItem) else "dead_letter"
+        )
 
     def _stage(self, item: Outcome, stage: Stage, reason: str) -> _Pending | None:
         """The record of ``item`` at ``stage`` after a permanent failure (None: undeliverable)."""
@@ -168,8 +163,8 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._on_undeliverable(env, reason)
             return None
         if isinstance(item, WorkItem):  # its verdict was refused for good
-            message = f"verdict not delivered: {reason}"
-            item = Failure(env, ErrorCode.OUTPUT_REJECTED, message, event=item.event)
+            refused = OutputRejected(f"verdict not delivered: {reason}")
+            item = Failure.of(env, refused, event=item.event)
         minimal = stage == "minimal"
         return _Pending(item, self._builder.dead_letter(item, minimal=minimal), stage)
 
@@ -233,7 +228,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         if following is not None:
             self._backlog.append(following)
 
-    def _on_delivery(self, pending: _Pending, err: KafkaError | None, msg: Message) -> None:
+    def _on_delivery(self, pending: _Pending, err: KafkaError | None, _msg: object) -> None:
         self._awaiting -= 1
         item, record = pending.item, pending.record
         env = item.envelope
@@ -258,7 +253,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._rejected.pop(_coords(env), None)
         now = time.time()
         if isinstance(item, WorkItem) and item.prediction is not None:
-            label = "synthetic" if item.prediction.is_synthetic else "real"
+            label = item.prediction.label
             self._metrics.verdicts.labels(label=label).inc()
             log.info(
                 "verdict",
@@ -278,7 +273,7 @@ class ProduceStep(ProcessingStep[Outcome]):
             )
         if env.timestamp_ms is not None:
             self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
-        self.next_step.submit(Delivered(env, now))
+        self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
 
 
 def _coords(env: Envelope) -> tuple[str, int, int]:

@@ -1,6 +1,7 @@
 """Exactly-once commit step: verdicts, dead letters and input offsets in one Kafka transaction.
 
-The producer is transactional (``transactional.id`` = prefix + stable instance id). Every
+The producer is transactional (``transactional.id`` = prefix + stable instance id);
+:meth:`~TransactionalCommitStep.start` initialises it (the constructor does no I/O). Every
 ``commit_interval_s`` the step raises a *barrier*: the loop stops taking messages (pausing the
 partitions) until nothing is in flight, then :meth:`on_drained` sends the committable offsets
 with ``send_offsets_to_transaction`` and commits the transaction. Draining first matters: with
@@ -16,7 +17,8 @@ enters the pipeline. Readers of the output topics use ``isolation.level=read_com
 
 After an abort that followed lost contact with the cluster (a lost assignment, or an abort
 that had to be retried) or a fatal transaction error, the producer is *replaced*
-(``new_producer``; ``init_transactions`` of the same ``transactional.id`` aborts what the old
+(:class:`~consumer.kafka.clients.ProducerHandle`, shared with the produce step;
+``init_transactions`` of the same ``transactional.id`` aborts what the old
 one left open): librdkafka (2.16) may keep a stale group coordinator after a broker restart,
 and ``send_offsets_to_transaction`` then blocks forever, past its timeout (librdkafka issues
 5456, 5511); and an abort retried across a broker restart can end in a fatal
@@ -26,13 +28,21 @@ and ``send_offsets_to_transaction`` then blocks forever, past its timeout (librd
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
+from consumer.kafka import (
+    OFFSET_BEGINNING,
+    OFFSET_END,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerHandle
 from consumer.metrics import Metrics
 from consumer.steps.commit import CommitPolicy, CommitStep
 
@@ -48,21 +58,23 @@ class TransactionalCommitStep(CommitStep):
 
     def __init__(
         self,
-        consumer: Consumer,
-        producer: Producer,
+        consumer: ConsumerClient,
+        producers: ProducerHandle,
         tracker: CommitTracker,
         metrics: Metrics,
         policy: CommitPolicy | None = None,
+        results: CommitResults | None = None,
+        *,
         timeout_s: float = 30.0,
-        new_producer: Callable[[], Producer] | None = None,
+        replaceable: bool = True,
+        reset_to_beginning: bool = True,
     ) -> None:
-        super().__init__(consumer, tracker, metrics, policy or CommitPolicy())
-        self._producer = producer
-        self._new_producer = new_producer
+        super().__init__(consumer, tracker, metrics, policy or CommitPolicy(), results)
+        self._producers = producers
+        self._replaceable = replaceable
+        self._reset_to_beginning = reset_to_beginning
         self._renew = False
         self._uninitialised = False
-        self.on_new_producer: list[Callable[[Producer], None]] = []
-        """Called with each replacement producer (the produce step and the service use it)."""
         self._timeout_s = timeout_s
         self._barrier = False
         self._dirty = False
@@ -70,12 +82,11 @@ class TransactionalCommitStep(CommitStep):
         self._aborting: str | None = None
         self._aborted = False
         self._abort_retry_at = 0.0
-        self.rewind: Callable[[], None] = lambda: None
-        """Set by the service to :meth:`StreamProcessor.rewind` (seek back to committed)."""
-        self.drop: Callable[[], None] = lambda: None
-        """Set by the service to :meth:`StreamProcessor.drop_in_flight`."""
-        producer.init_transactions(timeout_s)
-        producer.begin_transaction()
+
+    def start(self) -> None:
+        """Initialise the transactional producer (fences an older instance) and begin."""
+        self._producer.init_transactions(self._timeout_s)
+        self._producer.begin_transaction()
 
     @property
     def barrier(self) -> bool:
@@ -91,9 +102,9 @@ class TransactionalCommitStep(CommitStep):
             self._abort_requested = f"delivery failed: {reason}"
 
     @property
-    def producer(self) -> Producer:
-        """The current transactional producer."""
-        return self._producer
+    def _producer(self) -> Any:
+        """The current transactional producer (a ``confluent_kafka.Producer``)."""
+        return self._producers.current
 
     def on_lost(self) -> None:
         """Partitions were lost: their outputs in the open transaction must not commit."""
@@ -145,7 +156,7 @@ class TransactionalCommitStep(CommitStep):
             self._commit_with_retry()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
-            recoverable = error.fatal() and not _fenced(error) and self._new_producer is not None
+            recoverable = error.fatal() and not _fenced(error) and self._replaceable
             if error.txn_requires_abort() or recoverable:  # fatal: a new producer aborts it
                 self._abort(str(error))
                 return {}
@@ -176,15 +187,15 @@ class TransactionalCommitStep(CommitStep):
         """Drop in-flight work, abort, seek back, begin anew; retried from ``poll`` on errors."""
         if self._aborting is None:
             self._aborting, self._abort_requested, self._aborted = reason, None, False
-            self.drop()  # nothing of this transaction may be confirmed any more
+            self._drop_in_flight()  # nothing of this transaction may be confirmed any more
         try:
             if not self._aborted:
                 self._abort_or_replace()
                 self._aborted = True
                 self._metrics.commits.labels(result="aborted").inc()
-            if self._renew and self._new_producer is not None:
+            if self._renew and self._replaceable:
                 self._replace_producer()
-            self.rewind()
+            self._rewind()
         except KafkaException as exc:
             error: KafkaError = exc.args[0]
             if error.fatal():
@@ -211,7 +222,7 @@ class TransactionalCommitStep(CommitStep):
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                if not error.fatal() or _fenced(error) or self._new_producer is None:
+                if not error.fatal() or _fenced(error) or not self._replaceable:
                     raise
                 log.error("transaction_fatal_replacing_producer", error=str(error))
         self._renew = True
@@ -220,21 +231,31 @@ class TransactionalCommitStep(CommitStep):
     def _replace_producer(self) -> None:
         """A fresh producer (same ``transactional.id``); its ``init_transactions`` is retried
         from ``poll`` while the cluster cannot be reached."""
-        assert self._new_producer is not None
         if not self._uninitialised:
-            old = self._producer
-            old.purge()  # the aborted records' reports (all stale) are served by close()
-            try:
-                old.close()
-            except KafkaException as exc:  # a fatal producer repeats its error; it is closed
-                log.warning("transaction_producer_closed", error=str(exc.args[0]))
-            self._producer = self._new_producer()
+            self._producers.replace()  # the produce step shares the handle
             self._uninitialised = True
-            for listener in self.on_new_producer:
-                listener(self._producer)
         self._producer.init_transactions(self._timeout_s)
         self._uninitialised = self._renew = False
         log.warning("transaction_producer_replaced")
+
+    def _drop_in_flight(self) -> None:
+        """New epochs for every partition: in-flight work (and messages the loop still
+        carries) is dropped, its outputs never confirmed."""
+        self._tracker.assign(self._tracker.assigned())
+
+    def _rewind(self) -> None:
+        """Seek every assigned partition back to its committed offset.
+
+        Raises:
+            KafkaException: the committed offsets could not be read (retried from ``poll``).
+        """
+        assignment = self._consumer.assignment()
+        self._drop_in_flight()  # also what was consumed while the abort was retried
+        for tp in self._consumer.committed(assignment, timeout=5):
+            if tp.offset < 0:
+                tp.offset = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
+            self._consumer.seek(tp)
+        log.warning("rewound", partitions=len(assignment))
 
 
 def _fenced(error: KafkaError) -> bool:

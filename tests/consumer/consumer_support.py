@@ -18,6 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from kafka_support import committed, create_topics, end_offsets, image_bytes, unique
 
 from consumer import ServiceSettings
+from consumer.steps.base import ProcessingStep
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import ModelConfig, build_model
 from schemas import (
@@ -285,3 +286,23 @@ def http_get(port: int | None, path: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read().decode()
+
+
+class Collect(ProcessingStep[Any]):
+    """A last step that keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.joined = False
+
+    def submit(self, item: Any) -> None:
+        self.items.append(item)
+
+    def poll(self) -> None:
+        pass
+
+    def join(self, timeout: float | None = None) -> None:
+        self.joined = True
+
+    def close(self) -> None:
+        pass

@@ -7,8 +7,8 @@ import hashlib
 import random
 
 from consumer import ServiceSettings
-from consumer.clients import max_record_bytes, producer_config, transaction_timeout_ms
 from consumer.items import Envelope, Failure
+from consumer.kafka.config import max_record_bytes, producer_config, transaction_timeout_ms
 from consumer.records import RecordFactory, record_size
 from consumer.service import in_flight_limit
 from schemas import ErrorCode, ModelStamp, decode_dead_letter

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from consumer.__main__ import main
-from consumer.clients import consumer_config, producer_config
+from consumer.kafka.config import consumer_config, producer_config
 from consumer.settings import ServiceSettings, mask_url, parse_overrides
 
 

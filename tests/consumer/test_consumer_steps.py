@@ -8,37 +8,20 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Producer
-from consumer_support import encode, image_event
+from consumer_support import Collect, encode, image_event
 from kafka_support import image_bytes
 
 from consumer.backpressure import PixelBudget
+from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
+from consumer.kafka.clients import ProducerHandle
 from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep
 from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.produce import ProduceStep
 from detector import DECODE_BYTES_PER_PIXEL, DecodedImage, ImageLimits, PatchEvidence, Prediction
 from schemas import ErrorCode, parse_image_event
-
-
-class Collect(ProcessingStep[Any]):
-    def __init__(self) -> None:
-        self.items: list[Any] = []
-        self.joined = False
-
-    def submit(self, item: Any) -> None:
-        self.items.append(item)
-
-    def poll(self) -> None:
-        pass
-
-    def join(self, timeout: float | None = None) -> None:
-        self.joined = True
-
-    def close(self) -> None:
-        pass
 
 
 def work_item(offset: int, data: bytes | None = None, epoch: int = 1) -> WorkItem:
@@ -108,9 +91,8 @@ def test_batch_step_forwards_by_size_and_on_join() -> None:
 
 class FailingFetcher:
     def fetch(self, url: str, expected_sha256: str | None, expected_size: int | None) -> bytes:
-        error = RuntimeError("503 from origin")
-        error.code = ErrorCode.FETCH_FAILED  # type: ignore[attr-defined]
-        error.attempts = 3  # type: ignore[attr-defined]
+        error = FetchFailedError("503 from origin", retryable=True)
+        error.attempts = 3
         raise error
 
 
@@ -190,7 +172,9 @@ class Builder:
 def test_produce_confirms_each_outcome_once_and_dead_letters_build_bugs() -> None:
     producer = Producer({"test.mock.num.brokers": 1, "enable.idempotence": True})
     receipts, builder, metrics = Collect(), Builder(), Metrics()
-    step = ProduceStep(producer, builder, receipts, metrics, is_live=lambda e: e.epoch == 1)
+    step = ProduceStep(
+        ProducerHandle.of(producer), builder, receipts, metrics, is_live=lambda e: e.epoch == 1
+    )
     outcomes: list[Outcome] = [
         work_item(0),
         Failure(work_item(1).envelope, ErrorCode.MISSING_IMAGE, "x"),

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from fetch_server import LocalServer, serving
 
-from consumer.fetch import FetchSettings
+from consumer.settings import FetchSettings
 
 
 @pytest.fixture

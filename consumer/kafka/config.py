@@ -1,18 +1,24 @@
-"""librdkafka configuration of the consumer and the producer, from :class:`KafkaSettings`."""
+"""Every librdkafka client configuration, from :class:`KafkaSettings`: the service's consumer
+and producer, the replay's consumer and audit producer, and throw-away readers."""
 
 from __future__ import annotations
 
 import os
 import socket
+import uuid
 from typing import Any
 
 from consumer.settings import KafkaSettings
 
 __all__ = [
+    "audit_producer_config",
+    "common_config",
     "consumer_config",
     "instance_id",
     "max_record_bytes",
     "producer_config",
+    "reader_config",
+    "replay_consumer_config",
     "transaction_timeout_ms",
 ]
 
@@ -26,7 +32,8 @@ def instance_id(settings: KafkaSettings) -> str:
     return settings.instance_id or os.environ.get("POD_NAME") or socket.gethostname()
 
 
-def _common(settings: KafkaSettings) -> dict[str, Any]:
+def common_config(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection settings of any client: bootstrap servers, SASL, the librdkafka passthrough."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
     if settings.sasl_username is not None:
         conf["sasl.username"] = settings.sasl_username
@@ -38,7 +45,7 @@ def _common(settings: KafkaSettings) -> dict[str, Any]:
 
 def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
     """At-least-once consumer: manual commits only, cooperative-sticky rebalancing."""
-    conf = _common(settings)
+    conf = common_config(settings)
     conf.update(
         {
             "group.id": settings.group_id,
@@ -61,7 +68,7 @@ def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
 
 def producer_config(settings: KafkaSettings) -> dict[str, Any]:
     """Idempotent, zstd-compressed producer (transactional in exactly-once mode)."""
-    conf = _common(settings)
+    conf = common_config(settings)
     conf.update(
         {
             "client.id": f"synthscan-{instance_id(settings)}-producer",
@@ -97,3 +104,44 @@ def max_record_bytes(settings: KafkaSettings) -> int:
         return settings.max_record_bytes
     conf = {**settings.librdkafka, **settings.producer_overrides}
     return int(conf.get("message.max.bytes", _DEFAULT_MESSAGE_MAX_BYTES))
+
+
+def replay_consumer_config(settings: KafkaSettings, run_id: str) -> dict[str, Any]:
+    """A replay's consumer, which can never touch the live group: own group id, no commits."""
+    conf = common_config(settings)
+    conf.update(
+        {
+            "group.id": f"synthscan-replay-{run_id}",
+            "client.id": f"synthscan-replay-{run_id}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "enable.partition.eof": True,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+        }
+    )
+    return conf
+
+
+def audit_producer_config(settings: KafkaSettings) -> dict[str, Any]:
+    """The replay's producer to an audit topic: idempotent, zstd, never transactional."""
+    return {
+        **common_config(settings),
+        "enable.idempotence": True,
+        "acks": "all",
+        "compression.type": "zstd",
+        "linger.ms": 20,
+    }
+
+
+def reader_config(conf: dict[str, Any], group_prefix: str) -> dict[str, Any]:
+    """A throw-away reader of committed records (own group, no commits, EOF events) on top of
+    the connection settings ``conf``."""
+    return {
+        **conf,
+        "group.id": f"{group_prefix}-{uuid.uuid4().hex[:12]}",
+        "enable.auto.commit": False,
+        "enable.partition.eof": True,
+        "auto.offset.reset": "earliest",
+        "isolation.level": "read_committed",
+    }

@@ -1,0 +1,80 @@
+"""The one pipeline factory, used by the live service and by replay.
+
+    parse -> fetch/decode -> batch -> detect -> output
+
+``output`` is the last part, given by the caller: the live service's produce -> commit steps
+(:mod:`consumer.service`), or replay's sink (:mod:`consumer.replay.runner`). Both turn an
+outcome into its record with :func:`consumer.records.output_record`, so "a verdict that cannot
+be built becomes a dead letter" is written once. Failures of any step go straight to
+``output`` as :class:`~consumer.items.Failure` (codes: :mod:`consumer.errors`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from consumer.backpressure import Backpressure
+from consumer.fetch import ImageFetcher
+from consumer.items import Envelope, Outcome, WorkItem
+from consumer.metrics import Metrics
+from consumer.settings import ServiceSettings
+from consumer.steps.base import ProcessingStep
+from consumer.steps.batch import BatchStep
+from consumer.steps.detect import DetectStep, Predictor
+from consumer.steps.fetch_decode import FetchDecodeStep
+from consumer.steps.parse import ParseStep
+
+__all__ = ["Pipeline", "backpressure_for", "build_pipeline"]
+
+
+def _always(_env: Envelope) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """The head the loop submits to, and when the pending batch is due."""
+
+    head: ParseStep
+    batch: BatchStep
+
+    def due_in(self) -> float | None:
+        """Seconds until the pending batch is due (the loop shortens its poll timeout)."""
+        return self.batch.due_in()
+
+
+def backpressure_for(settings: ServiceSettings, max_in_flight: int) -> Backpressure:
+    """Admission: at most ``max_in_flight`` messages and the decoded-pixel budget."""
+    pixel_bytes = settings.batching.max_in_flight_pixel_bytes
+    return Backpressure.from_limit(max_in_flight, pixel_bytes)
+
+
+def build_pipeline(
+    settings: ServiceSettings,
+    predictor: Predictor,
+    output: ProcessingStep[Outcome],
+    metrics: Metrics,
+    backpressure: Backpressure,
+    *,
+    is_live: Callable[[Envelope], bool] = _always,
+    enrich: Callable[[WorkItem, bytes], None] | None = None,
+) -> Pipeline:
+    """Chain the steps in front of ``output``; ``is_live`` drops work of revoked partitions."""
+    batching = settings.batching
+    detect = DetectStep(predictor, output, metrics, is_live)
+    batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
+    fetcher = ImageFetcher(settings.fetch)
+    fetch = FetchDecodeStep(
+        batch,
+        output,
+        fetcher,
+        settings.decode,
+        metrics,
+        workers=batching.fetch_workers,
+        resolve_ref=fetcher.resolve_ref,
+        is_live=is_live,
+        enrich=enrich,
+        pixels=backpressure.pixels,
+    )
+    return Pipeline(ParseStep(fetch, output), batch)
