@@ -287,7 +287,7 @@ def main(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from consumer.logs import configure_logging
-    from consumer.settings import ServiceSettings
+    from consumer.settings import ServiceSettings, describe_error
 
     overrides = list(args.set)
     if args.bootstrap_servers:
@@ -313,7 +313,7 @@ def main(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except (ValidationError, ValueError) as exc:
-        print(f"invalid arguments: {exc}", file=sys.stderr)
+        print(f"invalid arguments: {describe_error(exc)}", file=sys.stderr)
         return 2
     configure_logging(settings.logging.level, settings.logging.format)
     stop = threading.Event()
