@@ -2,6 +2,8 @@
 
     parse -> fetch/decode -> batch -> detect -> output
 
+Provenance (metadata, C2PA, PDQ) is read while decoding, in both, so replayed verdicts carry the
+same decision and reasons as live ones; :meth:`Pipeline.close` stops its worker threads.
 ``output`` is the last part, given by the caller: the live service's produce -> commit steps
 (:mod:`consumer.service`), or replay's sink (:mod:`consumer.replay.runner`). Both turn an
 outcome into its record with :func:`consumer.records.output_record`, so "a verdict that cannot
@@ -15,8 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from consumer.backpressure import Backpressure
+from consumer.enrich import ProvenanceEnricher
 from consumer.fetch import ImageFetcher
-from consumer.items import Envelope, Outcome, WorkItem
+from consumer.items import Envelope, Outcome
 from consumer.metrics import Metrics
 from consumer.settings import ServiceSettings
 from consumer.steps.base import ProcessingStep
@@ -24,6 +27,7 @@ from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep, Predictor
 from consumer.steps.fetch_decode import FetchDecodeStep
 from consumer.steps.parse import ParseStep
+from consumer.verdict_cache import VerdictCache
 
 __all__ = ["Pipeline", "backpressure_for", "build_pipeline"]
 
@@ -38,10 +42,16 @@ class Pipeline:
 
     head: ParseStep
     batch: BatchStep
+    enrich: ProvenanceEnricher
 
     def due_in(self) -> float | None:
         """Seconds until the pending batch is due (the loop shortens its poll timeout)."""
         return self.batch.due_in()
+
+    def close(self) -> None:
+        """Close the steps and the provenance workers."""
+        self.head.close()
+        self.enrich.close()
 
 
 def backpressure_for(settings: ServiceSettings, max_in_flight: int) -> Backpressure:
@@ -58,10 +68,12 @@ def build_pipeline(
     backpressure: Backpressure,
     *,
     is_live: Callable[[Envelope], bool] = _always,
-    enrich: Callable[[WorkItem, bytes], None] | None = None,
+    cache: VerdictCache | None = None,
 ) -> Pipeline:
-    """Chain the steps in front of ``output``; ``is_live`` drops work of revoked partitions."""
+    """Chain the steps in front of ``output``; ``is_live`` drops work of revoked partitions;
+    ``cache`` (the live verdict cache) learns each image's PDQ hash for near-duplicates."""
     batching = settings.batching
+    enrich = ProvenanceEnricher(settings.provenance, metrics.registry, cache)
     detect = DetectStep(predictor, output, metrics, is_live)
     batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
     fetcher = ImageFetcher(settings.fetch)
@@ -77,4 +89,4 @@ def build_pipeline(
         enrich=enrich,
         pixels=backpressure.pixels,
     )
-    return Pipeline(ParseStep(fetch, output), batch)
+    return Pipeline(ParseStep(fetch, output), batch, enrich)

@@ -25,7 +25,6 @@ import torch
 
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
-from consumer.enrich import ProvenanceEnricher
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
@@ -217,6 +216,7 @@ class Service:
         try:
             processor.run(self._stop, self.settings.shutdown.grace_s)
         finally:
+            pipeline.enrich.close()
             _close_producer(producers.current)  # replaced after lost contact with the cluster
 
     def _pipeline(
@@ -229,7 +229,6 @@ class Service:
         """The shared pipeline with the live extras: the verdict cache and provenance."""
         predictor = with_cache(detector, self.settings.cache, self.metrics.registry)
         cache = getattr(predictor, "cache", None)  # the verdict cache, when enabled
-        enrich = ProvenanceEnricher(self.settings.provenance, self.metrics.registry, cache)
         return build_pipeline(
             self.settings,
             predictor,
@@ -237,7 +236,7 @@ class Service:
             self.metrics,
             backpressure,
             is_live=is_live,
-            enrich=enrich,
+            cache=cache,
         )
 
     def _commit_step(

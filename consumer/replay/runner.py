@@ -153,7 +153,7 @@ class ReplayRunner:
             complete = not self.stop.is_set() and self._tracker.in_flight() == 0
             self._save(complete=complete)
         finally:
-            self._head.close()
+            self._pipeline.close()
             consumer.close()
             if self._bar is not None:
                 self._bar.close()

@@ -8,6 +8,7 @@ within the time bound, and the consumer keeps going.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,8 @@ from provenance_support import A1111, Pki, c2pa_sign, encode, photo, png_with_ch
 from test_hostile import _deep_json, _deep_xmp, _garbage_c2pa_jpeg, _lying_length, _ztxt_bomb
 
 from consumer import Service, ServiceSettings
+from consumer.replay.cli import ReplayOptions, run_replay
+from consumer.replay.output import read_jsonl
 from schemas import (
     DeadLetter,
     ErrorCode,
@@ -73,7 +76,7 @@ class _Reader:
 
 
 def test_signals_in_verdicts_and_hostile_metadata_never_stops_the_consumer(
-    kafka_bootstrap: str, pki: Pki, anchors: Path
+    kafka_bootstrap: str, pki: Pki, anchors: Path, tmp_path: Path
 ) -> None:
     from skimage import data as skdata
 
@@ -167,3 +170,16 @@ def test_signals_in_verdicts_and_hostile_metadata_never_stops_the_consumer(
         == 1
     )
     assert (sample("synthscan_provenance_seconds_count") or 0) >= len(got)
+
+    # replay reads provenance like the live service: same decision and findings
+    out = tmp_path / "replay.jsonl"
+    options = ReplayOptions(topics=[topic], output_file=out, state_file=tmp_path / "state.json")
+    outcome = run_replay(replace(options, progress=False), settings)
+    assert outcome.result.complete
+    again = {v.event_id: v for v in map(Verdict.model_validate, read_jsonl(out))}
+    for name in ("signed", "a1111"):
+        assert again[name].decision == got[name].decision
+        assert again[name].provenance is not None and got[name].provenance is not None
+        kinds = [f.kind for f in again[name].provenance.findings]  # type: ignore[union-attr]
+        assert kinds == [f.kind for f in got[name].provenance.findings]  # type: ignore[union-attr]
+    assert again["signed"].provenance.c2pa_state == "Trusted"  # type: ignore[union-attr]
