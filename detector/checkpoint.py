@@ -28,10 +28,11 @@ from typing import Any
 
 import torch
 import torchvision
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from detector.errors import CheckpointError
+from detector.files import write_safetensors
 from detector.model import (
     ARCH_ALIASES,
     GLFF,
@@ -162,8 +163,7 @@ def save_checkpoint(
     header["torchvision_version"] = torchvision.__version__
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata={METADATA_KEY: json.dumps(header, sort_keys=True)})
+    write_safetensors(path, tensors, {METADATA_KEY: json.dumps(header, sort_keys=True)})
     return file_sha256(path)
 
 

@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from detector.adapters.lora import lora_targets
 from detector.adapters.tail import Tail, check_adaptable
 from detector.checkpoint import METADATA_KEY, file_sha256, read_metadata
 from detector.errors import CheckpointError
+from detector.files import write_safetensors
 from detector.model import GLFF, GlobalOnly
 
 __all__ = ["ADAPTER_FORMAT", "Adapter", "AdapterMetadata", "load_adapter", "save_adapter"]
@@ -136,11 +137,8 @@ def save_adapter(path: str | Path, tensors: dict[str, torch.Tensor], meta: Adapt
             **{**meta.__dict__, "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
         )
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
-    save_file(
-        payload, str(path), metadata={METADATA_KEY: json.dumps(meta.to_json(), sort_keys=True)}
-    )
+    write_safetensors(path, payload, {METADATA_KEY: json.dumps(meta.to_json(), sort_keys=True)})
     return file_sha256(path)
 
 

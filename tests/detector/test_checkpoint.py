@@ -202,3 +202,27 @@ def test_header_length_that_looks_like_pickle_or_zip_magic_is_loaded(
     model, meta = load_checkpoint(path)
     assert meta.name == "magic" and isinstance(model, GLFF)
     assert read_metadata(path)["training"]["pad"].startswith("x")
+
+
+def test_saved_files_are_readable_by_the_group_and_replaced_atomically(tmp_path: Path) -> None:
+    """safetensors alone writes 0600 in place: a server running as another user could not
+    read the checkpoint, and a folder watcher could load half a file."""
+    import os
+    import stat
+
+    from detector.model import build_model
+
+    model = build_model(
+        ModelConfig(arch="global_only", backbone="mobilenet_v2", patch_strategy="none")
+    )
+    path = tmp_path / "ckpt.safetensors"
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(path, model)
+        first = path.stat().st_ino
+        save_checkpoint(path, model)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert path.stat().st_ino != first  # a new file renamed over the old one, not rewritten
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.safetensors"]  # no temporary left
