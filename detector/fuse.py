@@ -4,7 +4,9 @@ The training model is never changed: :func:`inference_copy` deep-copies it and r
 backbone(s) (``model.backbone`` and, when present, ``model.local_backbone``), whose input is a
 ``[N, C, 224, 224]`` float tensor whatever the model does before it. Runtimes:
 
-- ``"eager"``: the copy as it is (the engine before these optimizations; for benchmarks);
+- ``"reference"``: the copy as it is, with crops by ``roi_align`` on the padded batch converted to
+  float (``model.reference_crops``): the engine before any CPU optimization (benchmarks, parity);
+- ``"eager"``: the copy as it is (unfolded; CPU crops resampled from the uint8 pixels);
 - ``"torch"``: every ``Conv2d -> BatchNorm2d`` pair folded into one convolution
   (``torch.fx.experimental.optimization.fuse``); a backbone that cannot be traced, or has no
   such pair, is kept as it is;
@@ -28,7 +30,7 @@ __all__ = ["RUNTIMES", "ChunkedBackbone", "OnnxBackbone", "fold_batchnorm", "inf
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("eager", "torch", "onnxruntime")
+RUNTIMES = ("reference", "eager", "torch", "onnxruntime")
 CPU_CHUNK = 4  # crops per backbone call on the CPU
 
 
@@ -131,7 +133,9 @@ def inference_copy(
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r} not in {RUNTIMES}")
     copied = copy.deepcopy(model).eval()
-    if runtime == "eager":
+    if runtime == "reference":
+        copied.reference_crops = True  # type: ignore[assignment]
+    if runtime in ("eager", "reference"):
         return copied
     if runtime == "onnxruntime":
         if device is not None and device.type != "cpu":
