@@ -17,7 +17,6 @@ when enlarging, an exact pixel copy when an integer box has the output's size).
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torchvision.ops import roi_align
 
 __all__ = [
@@ -168,6 +167,25 @@ def _resample_one(
         )
 
 
+def _upsample2x(region: torch.Tensor, out: torch.Tensor) -> None:
+    """``region [C, m + 2, m + 2]`` (a box and a pixel of margin) -> ``out [C, 2m, 2m]``.
+
+    Bilinear 2x (``align_corners=False``): output ``2i`` is ``x[i] + 0.25 (x[i-1] - x[i])``,
+    output ``2i + 1`` is ``x[i] + 0.25 (x[i+1] - x[i])`` (box coordinates), rows then columns;
+    these are roi_align's samples for a box of half the output's side.
+    """
+    channels, m = region.shape[0], region.shape[1] - 2
+    centre = region[:, 1:-1]
+    tall = region.new_empty(channels, m, 2, m + 2)
+    torch.lerp(centre, region[:, :-2], 0.25, out=tall[:, :, 0])
+    torch.lerp(centre, region[:, 2:], 0.25, out=tall[:, :, 1])
+    tall = tall.view(channels, 2 * m, m + 2)
+    centre = tall[:, :, 1:-1]
+    wide = out.view(channels, 2 * m, m, 2)
+    wide[..., 0] = torch.lerp(centre, tall[:, :, :-2], 0.25)
+    wide[..., 1] = torch.lerp(centre, tall[:, :, 2:], 0.25)
+
+
 def resample_views(
     pixels: torch.Tensor,
     sizes: torch.Tensor,
@@ -204,24 +222,22 @@ def resample_views(
         (flat[:, :2] >= 0).all(dim=1) & (flat[:, 2] <= limits[:, 1]) & (flat[:, 3] <= limits[:, 0])
     )
     copy = integer & (sides == size).all(dim=1) & inside
-    for n in torch.nonzero(copy).flatten().tolist():
-        x0, y0 = int(flat[n, 0]), int(flat[n, 1])
-        out[n] = pixels[int(image_of[n]), :, y0 : y0 + size, x0 : x0 + size]
     # integer boxes of side S/2: a bilinear 2x upsampling of the box and a pixel of margin
     # (the edge pixel repeated where the box touches the image's edge, as roi_align clamps)
     half = integer & (size % 2 == 0) & (sides * 2 == size).all(dim=1) & inside & ~copy
-    upsample = torch.nonzero(half).flatten().tolist()
-    if upsample:
-        window = torch.arange(-1, size // 2 + 1)
-        crops = []
-        for n in upsample:
-            h, w = int(limits[n, 0]), int(limits[n, 1])
-            rows = (window + int(flat[n, 1])).clamp(0, h - 1)
-            cols = (window + int(flat[n, 0])).clamp(0, w - 1)
-            crops.append(pixels[int(image_of[n])].index_select(1, rows).index_select(2, cols))
-        windows = torch.stack(crops).float().contiguous(memory_format=torch.channels_last)
-        up = F.interpolate(windows, scale_factor=2, mode="bilinear", align_corners=False)
-        out.index_copy_(0, torch.tensor(upsample), up[:, :, 2 : size + 2, 2 : size + 2])
+    starts = flat[:, :2].long().tolist()
+    heights, widths = limits[:, 0].tolist(), limits[:, 1].tolist()
+    images = image_of.tolist()
+    for n in torch.nonzero(copy).flatten().tolist():
+        x0, y0 = starts[n]
+        out[n] = pixels[images[n], :, y0 : y0 + size, x0 : x0 + size]
+    window = torch.arange(-1, size // 2 + 1)
+    for n in torch.nonzero(half).flatten().tolist():
+        x0, y0 = starts[n]
+        ys = (window + y0).clamp(0, heights[n] - 1)
+        xs = (window + x0).clamp(0, widths[n] - 1)
+        region = pixels[images[n]].index_select(1, ys).index_select(2, xs).float()
+        _upsample2x(region, out[n])
     # other boxes: banded row and column passes, each box with its own bands
     banded = torch.nonzero(~(copy | half)).flatten()
     if banded.numel():
@@ -229,13 +245,12 @@ def resample_views(
         row_taps = _taps(sel[:, 1], sel[:, 3] - sel[:, 1], limits[banded, 0], size)
         col_taps = _taps(sel[:, 0], sel[:, 2] - sel[:, 0], limits[banded, 1], size)
         for j, n in enumerate(banded.tolist()):
-            h, w = int(limits[n, 0]), int(limits[n, 1])
-            rows = _bands(row_taps[0][j : j + 1], row_taps[1][j : j + 1], BLOCK)
-            cols = _bands(col_taps[0][j : j + 1], col_taps[1][j : j + 1], BLOCK)
+            row_first, row_w = _bands(row_taps[0][j : j + 1], row_taps[1][j : j + 1], BLOCK)
+            col_first, col_w = _bands(col_taps[0][j : j + 1], col_taps[1][j : j + 1], BLOCK)
             _resample_one(
-                pixels[int(image_of[n]), :, :h, :w],
-                (rows[0][0].tolist(), rows[1][0]),
-                (cols[0][0].tolist(), cols[1][0]),
+                pixels[images[n], :, : heights[n], : widths[n]],
+                (row_first[0].tolist(), row_w[0]),
+                (col_first[0].tolist(), col_w[0]),
                 out[n],
             )
     if scale is not None:
