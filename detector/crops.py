@@ -7,11 +7,11 @@ when enlarging, an exact pixel copy when an integer box has the output's size).
 - :func:`crop_and_resize` / :func:`roi_crops`: one ``roi_align`` call over a float batch
   prepared by :func:`prepare_pixels` (the reference; used on CUDA).
 - :func:`resample_views`: the same samples computed separably on the CPU, straight from the
-  ``uint8`` pixels, per image and never on the padding: a bilinear sample's weight is a product of
-  a row weight and a column weight, so each view is two small banded matrix products (rows, then
-  columns) instead of ``ceil(side / S)^2`` weighted reads per output pixel. An integer box of the
-  output's size is a copy. Equal to :func:`roi_crops` up to float rounding (about 1e-4 on
-  [0, 255]; a test pins it).
+  ``uint8`` pixels, per image and never on the padding: a bilinear sample's weight is a product
+  of a row weight and a column weight, so each view is two small banded matrix products (rows,
+  then columns) instead of ``ceil(side / S)^2`` weighted reads per output pixel. An integer box
+  of the output's size is a copy, one of half its size a 2x bilinear upsampling. Equal to
+  :func:`roi_crops` up to float rounding (about 1e-4 on [0, 255]; a test pins it).
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ def _bands(
     Returns:
         first: ``int64 [N, nb]`` the first input index of each block;
         weights: ``float [N, nb, block, span]``: output ``b * block + g`` is
-        ``sum_j weights[b, g, j] * input[first[b] + j]`` (``span`` = 1 block: dense).
+        ``sum_j weights[b, g, j] * input[first[b] + j]``.
     """
     n, size, taps = index.shape
     nb = size // block

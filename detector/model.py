@@ -11,6 +11,10 @@ model's device:
    by default) -> ``Linear(C, 128)`` + ReLU;
 5. AFFM over 7 tokens (3 large, 3 small, global) -> global token -> ``Linear(128, 1)``.
 
+On the CPU the views get ``roi_align``'s samples from the ``uint8`` pixels directly
+(:func:`detector.crops.resample_views`; ``reference_crops = True`` restores the float batch and
+``roi_align``, the engine before that change).
+
 For ``random`` and ``rsz448`` the boxes do not depend on ``F``, so the global view and the
 patches are cropped in one call and run through a shared backbone as one batch.
 """
