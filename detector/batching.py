@@ -9,8 +9,13 @@ import torch
 __all__ = ["collate_images", "group_by_size"]
 
 
-def collate_images(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+def collate_images(
+    images: Sequence[torch.Tensor], zero_padding: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stack ``uint8 [3, h_i, w_i]`` images into one zero-padded batch.
+
+    ``zero_padding=False`` leaves the padding unwritten (arbitrary values), for consumers that
+    never read past each image's size (the model's CPU views of RGB inputs).
 
     Returns:
         pixels: ``uint8 [B, 3, Hmax, Wmax]``; image ``i`` occupies ``[:, :h_i, :w_i]``.
@@ -23,9 +28,13 @@ def collate_images(images: Sequence[torch.Tensor]) -> tuple[torch.Tensor, torch.
             raise ValueError(f"expected [3, H, W] images, got {tuple(image.shape)}")
     h_max = max(int(image.shape[1]) for image in images)
     w_max = max(int(image.shape[2]) for image in images)
-    pixels = images[0].new_zeros((len(images), 3, h_max, w_max))
+    pixels = images[0].new_empty((len(images), 3, h_max, w_max))
     for i, image in enumerate(images):
-        pixels[i, :, : image.shape[1], : image.shape[2]] = image
+        h, w = int(image.shape[1]), int(image.shape[2])
+        pixels[i, :, :h, :w] = image
+        if zero_padding:
+            pixels[i, :, h:] = 0
+            pixels[i, :, :h, w:] = 0
     sizes = torch.tensor([[int(im.shape[1]), int(im.shape[2])] for im in images], dtype=torch.int64)
     return pixels, sizes
 

@@ -285,7 +285,14 @@ class Detector:
 
     def _run_all(self, pixels_list: Sequence[torch.Tensor]) -> tuple[GLFFOutput, torch.Tensor]:
         """Base outputs and adapter logits ``[B, A]`` (``A`` = 0 without adapters)."""
-        pixels, sizes = collate_images(pixels_list)
+        # the CPU views of RGB inputs never read the padding (detector.crops.resample_views)
+        reads_padding = (
+            self.device.type != "cpu"
+            or self.metadata.config.input_repr != "rgb"
+            or bool(self.adapters)
+            or getattr(self.model, "reference_crops", True)
+        )
+        pixels, sizes = collate_images(pixels_list, zero_padding=reads_padding)
         pixels = pixels.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
             if self.adapters and isinstance(self.model, GLFF):

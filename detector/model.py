@@ -11,12 +11,17 @@ model's device:
    by default) -> ``Linear(C, 128)`` + ReLU;
 5. AFFM over 7 tokens (3 large, 3 small, global) -> global token -> ``Linear(128, 1)``.
 
+On the CPU the views get ``roi_align``'s samples from the ``uint8`` pixels directly
+(:func:`detector.crops.resample_views`; ``reference_crops = True`` restores the float batch and
+``roi_align``, the engine before that change).
+
 For ``random`` and ``rsz448`` the boxes do not depend on ``F``, so the global view and the
 patches are cropped in one call and run through a shared backbone as one batch.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
@@ -27,10 +32,23 @@ from torch import nn
 
 from detector.affm import AFFM
 from detector.backbones import BACKBONES, Backbone, BackboneName, build_backbone
-from detector.crops import IMAGENET_MEAN, IMAGENET_STD, crop_and_resize, prepare_pixels
+from detector.crops import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_and_resize,
+    prepare_pixels,
+    resample_views,
+    roi_crops,
+)
 from detector.patches import PatchStrategy, num_patches, select_patches, with_activations
 from detector.psm import Suppression, central_squares
-from detector.representation import InputRepr, adapt_first_conv, normalize_input, represent
+from detector.representation import (
+    InputRepr,
+    adapt_first_conv,
+    input_affine,
+    normalize_input,
+    represent,
+)
 
 __all__ = [
     "ARCH_ALIASES",
@@ -141,6 +159,28 @@ class GLFFOutput(NamedTuple):
     attention: torch.Tensor
 
 
+def _cropper(
+    pixels: torch.Tensor, sizes: torch.Tensor, cfg: ModelConfig, reference: bool
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``boxes [B, K, 4] -> normalised backbone inputs [B, K, C, S, S]`` for this batch.
+
+    On the CPU the views are resampled straight from the ``uint8`` pixels and normalised in
+    place (:func:`detector.crops.resample_views`); elsewhere, or with ``reference``, the padded
+    batch is converted to float once and cropped by ``roi_align`` (``reference``: always, as the
+    engine did before the CPU fast path).
+    """
+    planes = represent(pixels, cfg.input_repr)
+    size = cfg.input_size
+    if planes.device.type == "cpu" and not reference:
+        scale, shift = input_affine(cfg.input_repr, cfg.mean, cfg.std)
+        return lambda boxes: resample_views(planes, sizes, boxes, size, scale, shift)
+    images = prepare_pixels(planes, sizes)
+    crop = roi_crops if reference else crop_and_resize
+    return lambda boxes: normalize_input(
+        crop(images, boxes, size), cfg.input_repr, cfg.mean, cfg.std
+    )
+
+
 class GLFF(nn.Module):
     """Global and local feature fusion detector (see module docstring)."""
 
@@ -150,6 +190,7 @@ class GLFF(nn.Module):
             raise ValueError("GLFF needs arch='glff'")
         self.config = config
         self.channels_last = False
+        self.reference_crops = False  # True: crops as before the CPU fast path (benchmarks)
         self.generator: torch.Generator | None = None
         self.backbone = build_backbone(config.backbone, backbone_weights)
         adapt_first_conv(self.backbone, config.input_repr)
@@ -167,6 +208,10 @@ class GLFF(nn.Module):
     def _features(self, crops: torch.Tensor, local: bool) -> torch.Tensor:
         """``[N, 3|6, S, S]`` crops of the represented image -> ``[N, C, 7, 7]`` feature maps."""
         x = normalize_input(crops, self.config.input_repr, self.config.mean, self.config.std)
+        return self._trunk(x, local)
+
+    def _trunk(self, x: torch.Tensor, local: bool) -> torch.Tensor:
+        """Normalised ``[N, 3|6, S, S]`` backbone inputs -> ``[N, C, 7, 7]`` feature maps."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         net = self.local_backbone if local and self.local_backbone is not None else self.backbone
@@ -181,11 +226,11 @@ class GLFF(nn.Module):
         """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
         cfg = self.config
         sizes = sizes.to(pixels.device)
-        images = prepare_pixels(represent(pixels, cfg.input_repr), sizes)
+        views = _cropper(pixels, sizes, cfg, self.reference_crops)
         square = central_squares(sizes).unsqueeze(1)  # [B, 1, 4]
-        b, s, k = images.shape[0], cfg.input_size, num_patches(cfg.patch_strategy)
+        b, s, k = pixels.shape[0], cfg.input_size, num_patches(cfg.patch_strategy)
         if cfg.patch_strategy == "psm":
-            global_map = self._features(crop_and_resize(images, square, s)[:, 0], local=False)
+            global_map = self._trunk(views(square)[:, 0], local=False)
             selection = select_patches(
                 global_map.detach(),
                 sizes,
@@ -193,19 +238,18 @@ class GLFF(nn.Module):
                 suppression=cfg.suppression,
                 iou_threshold=cfg.iou_threshold,
             )
-            crops = crop_and_resize(images, selection.boxes, s).flatten(0, 1)
-            local_map = self._features(crops, local=True)
+            local_map = self._trunk(views(selection.boxes).flatten(0, 1), local=True)
         else:  # the boxes do not depend on the features: one crop call for all 7 views
             selection = select_patches(
                 None, sizes, cfg.patch_strategy, grid=(s // 32, s // 32), generator=self.generator
             )
-            crops = crop_and_resize(images, torch.cat([selection.boxes, square], dim=1), s)
+            crops = views(torch.cat([selection.boxes, square], dim=1))
             if self.local_backbone is None:
-                maps = self._features(crops.flatten(0, 1), local=False).unflatten(0, (b, k + 1))
+                maps = self._trunk(crops.flatten(0, 1), local=False).unflatten(0, (b, k + 1))
                 local_map, global_map = maps[:, :k].flatten(0, 1), maps[:, k]
             else:
-                global_map = self._features(crops[:, k], local=False)
-                local_map = self._features(crops[:, :k].flatten(0, 1), local=True)
+                global_map = self._trunk(crops[:, k], local=False)
+                local_map = self._trunk(crops[:, :k].flatten(0, 1), local=True)
             selection = with_activations(selection, global_map.detach(), sizes)
         global_token = self._embed(global_map, local=False).unsqueeze(1)
         local_tokens = self._embed(local_map, local=True).unflatten(0, (b, k))
@@ -226,6 +270,7 @@ class GlobalOnly(nn.Module):
             raise ValueError("GlobalOnly needs arch='global_only'")
         self.config = config
         self.channels_last = False
+        self.reference_crops = False  # True: crops as before the CPU fast path (benchmarks)
         self.backbone = build_backbone(config.backbone, backbone_weights)
         adapt_first_conv(self.backbone, config.input_repr)
         self.head = nn.Linear(self.backbone.out_channels, 1)
@@ -233,9 +278,8 @@ class GlobalOnly(nn.Module):
     def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
         sizes = sizes.to(pixels.device)
         cfg = self.config
-        images = prepare_pixels(represent(pixels, cfg.input_repr), sizes)
-        crops = crop_and_resize(images, central_squares(sizes).unsqueeze(1), 224)[:, 0]
-        x = normalize_input(crops, cfg.input_repr, cfg.mean, cfg.std)
+        views = _cropper(pixels, sizes, cfg, self.reference_crops)
+        x = views(central_squares(sizes).unsqueeze(1))[:, 0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         logits = self.head(self.backbone(x).mean(dim=(2, 3))).squeeze(1).float()

@@ -58,7 +58,10 @@ def normalize_input(
     mean: tuple[float, float, float],
     std: tuple[float, float, float],
 ) -> torch.Tensor:
-    """Crops of :func:`represent`'s planes -> backbone input (RGB ImageNet-normalised)."""
+    """Crops of :func:`represent`'s planes -> backbone input (RGB ImageNet-normalised).
+
+    Same as ``crops * scale + shift`` with :func:`input_affine`.
+    """
     if input_repr == "rgb":
         return normalize(crops, mean, std)
     s = torch.tensor(std, device=crops.device, dtype=crops.dtype).view(3, 1, 1) * 255.0
@@ -66,6 +69,24 @@ def normalize_input(
         return crops * (NPR_GAIN / s)
     rgb, residual = crops[..., :3, :, :], crops[..., 3:, :, :]
     return torch.cat([normalize(rgb, mean, std), residual * (NPR_GAIN / s)], dim=-3)
+
+
+def input_affine(
+    input_repr: str, mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalize_input` as ``crops * scale + shift`` with per-channel ``[C]`` tensors."""
+    s = torch.tensor(std, dtype=torch.float64) * 255.0
+    rgb_scale, rgb_shift = 1.0 / s, -torch.tensor(mean, dtype=torch.float64) * 255.0 / s
+    npr_scale, npr_shift = NPR_GAIN / s, torch.zeros(3, dtype=torch.float64)
+    if input_repr == "rgb":
+        scale, shift = rgb_scale, rgb_shift
+    elif input_repr == "npr":
+        scale, shift = npr_scale, npr_shift
+    elif input_repr == "both":
+        scale, shift = torch.cat([rgb_scale, npr_scale]), torch.cat([rgb_shift, npr_shift])
+    else:
+        raise ValueError(f"input_repr {input_repr!r} not in {INPUT_REPRS}")
+    return scale.float(), shift.float()
 
 
 def adapt_first_conv(trunk: nn.Module, input_repr: str) -> None:

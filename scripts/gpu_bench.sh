@@ -13,17 +13,19 @@ DRY=0; [[ "${1:-}" == "--dry" ]] && DRY=1
 
 if [[ $DRY == 1 ]]; then
   "$PY" scripts/bench_detector.py --device cpu --backbones mobilenet_v2 --batch-sizes 1 \
-    --runtimes eager,torch --repeats 1 --threads 1 > "$OUT/bench_detector_dry.txt" 2>&1
+    --images 1 --runtimes reference,torch --repeats 1 --threads 1 > "$OUT/bench_detector_dry.txt" 2>&1
   "$PY" scripts/gpu_bench.py --dry --out "$OUT" > "$OUT/gpu_bench.txt" 2>&1
   echo "dry run: exit codes ok; see $OUT"; exit 0
 fi
 
-# 1. engine / today / naive / floor tables, bf16 and fp16, batch 1..256
-for prec in bf16 fp16; do
-  timeout 240 "$PY" scripts/bench_detector.py --device cuda --precision "$prec" \
-    --backbones mobilenet_v2,resnet50 --batch-sizes 1,8,32,64,128,256 \
-    --runtimes eager,torch,torch-cl --repeats 5 > "$OUT/bench_detector_$prec.txt" 2>&1
-done
+# 1. old engine / engines / naive / floor tables, bf16 and fp16, batch 1..256 (256 images per row)
+SIZES=256x256,384x512,512x384,320x480,448x448,300x400
+timeout 300 "$PY" scripts/bench_detector.py --device cuda --precision bf16 \
+  --backbones mobilenet_v2,resnet50 --batch-sizes 1,8,32,64,128,256 --images 256 --sizes "$SIZES" \
+  --runtimes reference,torch,torch-cl --repeats 3 > "$OUT/bench_detector_bf16.txt" 2>&1
+timeout 120 "$PY" scripts/bench_detector.py --device cuda --precision fp16 \
+  --backbones mobilenet_v2,resnet50 --batch-sizes 64,256 --images 256 --sizes "$SIZES" \
+  --runtimes reference,torch,torch-cl --repeats 3 > "$OUT/bench_detector_fp16.txt" 2>&1
 # 2. nvJPEG vs CPU decode, torch.compile / CUDA graphs, verdicts/s with decoding included
 timeout 240 "$PY" scripts/gpu_bench.py --out "$OUT" --precision bf16 > "$OUT/gpu_bench.txt" 2>&1
 # 3. the whole consumer pipeline against a local broker (needs Java 17+ and devkafka/libs)

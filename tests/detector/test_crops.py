@@ -6,9 +6,18 @@ import torch
 from torchvision.ops import roi_align
 
 from detector.batching import collate_images, group_by_size
-from detector.crops import crop_and_resize, prepare_pixels
+from detector.crops import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    crop_and_resize,
+    normalize,
+    prepare_pixels,
+    resample_views,
+    roi_crops,
+)
 from detector.patches import select_patches
 from detector.psm import central_squares
+from detector.representation import input_affine
 
 
 def _images() -> list[torch.Tensor]:
@@ -73,20 +82,38 @@ def test_group_by_size_respects_limits() -> None:
     assert groups == [[2, 0], [3], [4], [1]]  # by area; large photos are not batched together
 
 
-def test_cpu_fast_paths_equal_roi_align() -> None:
-    """Integer boxes of side S (copy) and S/2 (2x upsampling) match roi_align; others use it."""
-    gen = torch.Generator().manual_seed(1)
-    images = torch.rand(2, 3, 300, 400, generator=gen) * 255
-    boxes = torch.tensor(
-        [
-            [[10.0, 20.0, 234.0, 244.0], [0.0, 0.0, 224.0, 224.0], [176.0, 76.0, 400.0, 300.0]],
-            [[1.0, 1.0, 113.0, 113.0], [287.0, 187.0, 399.0, 299.0], [0.0, 5.0, 112.0, 117.0]],
-            [[50.5, 3.0, 162.5, 115.0], [0.0, 0.0, 300.0, 300.0], [30.0, 40.0, 130.0, 90.0]],
-        ]
-    )
-    for row in boxes:  # copy boxes, upsampled boxes (one touching the border), other boxes
-        ref = torch.stack([_one(image, row, 224) for image in images])
-        out = crop_and_resize(images, row.expand(2, 3, 4), 224)
-        assert torch.allclose(out, ref, atol=1e-3, rtol=0)
-    exact = crop_and_resize(images, boxes[0].expand(2, 3, 4), 224)
-    assert torch.equal(exact, torch.stack([_one(image, boxes[0], 224) for image in images]))
+def _boxes(h: int, w: int, k: int = 8) -> torch.Tensor:
+    """Every kind of box inside an ``h x w`` image, padded with its central square to ``k``."""
+    side = min(h, w)
+    square = central_squares(torch.tensor([[h, w]]))[0].tolist()
+    candidates = [
+        [0.0, 0.0, 224.0, 224.0],  # copy
+        [w - 224.0, h - 224.0, float(w), float(h)],  # copy at the bottom-right corner
+        [5.0, 7.0, 117.0, 119.0],  # 2x upsampling with margin
+        [0.0, 0.0, 112.0, 112.0],  # 2x upsampling touching the top-left edge
+        [w - 112.0, h - 112.0, float(w), float(h)],  # ... and the bottom-right edge
+        [0.5, 1.25, side - 0.5, side - 0.25],  # non-integer, shrinking or enlarging
+        [3.0, 2.0, 3.0 + side // 2, 2.0 + side // 2],  # other integer side
+    ]
+    boxes = [square] + [
+        b for b in candidates if b[0] >= 0 and b[1] >= 0 and b[2] <= w and b[3] <= h
+    ]
+    return torch.tensor((boxes + [square] * k)[:k])
+
+
+def test_resampled_views_equal_roi_align() -> None:
+    """The CPU views from uint8 pixels (copies, 2x upsampling, banded passes; shrinking 1x to
+    4x and enlarging) equal roi_align on the prepared padded batch; copies are bit-identical."""
+    gen = torch.Generator().manual_seed(3)
+    images = [*_images(), torch.randint(0, 256, (3, 1030, 700), generator=gen, dtype=torch.uint8)]
+    pixels, sizes = collate_images(images)
+    boxes = torch.stack([_boxes(int(h), int(w)) for h, w in sizes.tolist()])
+    ref = roi_crops(prepare_pixels(pixels, sizes), boxes, 224)
+    out = resample_views(pixels, sizes, boxes, 224)
+    assert out.shape == ref.shape == (5, 8, 3, 224, 224)
+    assert float((out - ref).abs().max()) < 1e-3  # on [0, 255]
+    copies = (boxes[..., 2] - boxes[..., 0] == 224) & (boxes[..., 3] - boxes[..., 1] == 224)
+    assert int(copies.sum()) >= 4 and torch.equal(out[copies], ref[copies])
+    scale, shift = input_affine("rgb", IMAGENET_MEAN, IMAGENET_STD)
+    normalized = resample_views(pixels, sizes, boxes, 224, scale, shift)
+    assert torch.allclose(normalized, normalize(ref), atol=1e-4, rtol=0)

@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from detector.batching import collate_images
 from detector.checkpoint import CheckpointMetadata
 from detector.decode import decode_image
 from detector.engine import Detector
@@ -45,14 +46,16 @@ def test_folded_backbone_matches_and_has_no_batchnorm() -> None:
 
 
 @pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
-def test_engine_scores_match_today_and_model_unchanged(runtime: str) -> None:
+def test_engine_scores_match_the_reference_and_model_unchanged(runtime: str) -> None:
+    """Parity with the unoptimised engine (``runtime="reference"``: unfolded backbone, every
+    view by roi_align on the float batch) on images that shrink 1x-3x and enlarge."""
     model = _trained_like()
     model.train()
     before = _state(model)
     meta = CheckpointMetadata(config=model.config)
-    shapes = ((240, 320), (300, 200))
+    shapes = ((240, 320), (150, 180), (520, 470))
     images = [decode_image(Image.fromarray(random_array(h, w, seed=h))) for h, w in shapes]
-    today = Detector(model, meta, device="cpu", runtime="eager").predict(images)
+    today = Detector(model, meta, device="cpu", runtime="reference").predict(images)
     fast = Detector(model, meta, device="cpu", runtime=runtime).predict(images)
     for a, b in zip(today, fast, strict=True):
         assert abs(a.score - b.score) < 1e-4  # stated tolerance on P(synthetic)
@@ -69,6 +72,34 @@ def test_engine_scores_match_today_and_model_unchanged(runtime: str) -> None:
     after = model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    assert not model.reference_crops
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        ModelConfig(
+            arch="cnn_aug", backbone="mobilenet_v2", patch_strategy="none", input_repr="npr"
+        ),
+        ModelConfig(backbone="mobilenet_v2", patch_strategy="rsz448", input_repr="both"),
+    ],
+)
+def test_views_from_uint8_match_the_reference_crops(config: ModelConfig) -> None:
+    """The CPU views (float residual planes, 6 channels, rsz448 boxes) give the model outputs of
+    roi_align crops."""
+    torch.manual_seed(2)
+    model = build_model(config).eval()
+    images = [
+        torch.from_numpy(random_array(h, w, seed=h)).permute(2, 0, 1)
+        for h, w in ((233, 301), (470, 390))
+    ]
+    pixels, sizes = collate_images(images)
+    with torch.inference_mode():
+        fast = model(pixels, sizes)
+        model.reference_crops = True
+        ref = model(pixels, sizes)
+    assert torch.allclose(torch.sigmoid(fast.logits), torch.sigmoid(ref.logits), atol=1e-4, rtol=0)
+    assert torch.equal(fast.boxes, ref.boxes)
 
 
 def test_inference_copy_rejects_unknown_runtime() -> None:
