@@ -186,6 +186,72 @@ def _upsample2x(region: torch.Tensor, out: torch.Tensor) -> None:
     wide[..., 1] = torch.lerp(centre, tall[:, :, 2:], 0.25)
 
 
+def _fast_boxes(
+    flat: torch.Tensor, limits: torch.Tensor, size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of the boxes that are plain copies (integer, side ``S``, inside) and of those that
+    are a bilinear 2x upsampling (integer, side ``S/2``, inside)."""
+    integer = (flat == flat.round()).all(dim=1)
+    sides = flat[:, 2:] - flat[:, :2]
+    inside = (
+        (flat[:, :2] >= 0).all(dim=1) & (flat[:, 2] <= limits[:, 1]) & (flat[:, 3] <= limits[:, 0])
+    )
+    copy = integer & (sides == size).all(dim=1) & inside
+    half = integer & (size % 2 == 0) & (sides * 2 == size).all(dim=1) & inside & ~copy
+    return copy, half
+
+
+def _copy_and_upsample(
+    pixels: torch.Tensor,
+    flat: torch.Tensor,
+    limits: torch.Tensor,
+    images: list[int],
+    copy: torch.Tensor,
+    half: torch.Tensor,
+    out: torch.Tensor,
+) -> None:
+    """Fill ``out`` for the copy boxes, and for the half-size ones by 2x upsampling of the box
+    and a pixel of margin (the edge pixel repeated at the image's edge, as roi_align clamps)."""
+    size = out.shape[-1]
+    starts = flat[:, :2].long().tolist()
+    heights, widths = limits[:, 0].tolist(), limits[:, 1].tolist()
+    for n in torch.nonzero(copy).flatten().tolist():
+        x0, y0 = starts[n]
+        out[n] = pixels[images[n], :, y0 : y0 + size, x0 : x0 + size]
+    window = torch.arange(-1, size // 2 + 1)
+    for n in torch.nonzero(half).flatten().tolist():
+        x0, y0 = starts[n]
+        ys = (window + y0).clamp(0, heights[n] - 1)
+        xs = (window + x0).clamp(0, widths[n] - 1)
+        region = pixels[images[n]].index_select(1, ys).index_select(2, xs).float()
+        _upsample2x(region, out[n])
+
+
+def _resample_banded(
+    pixels: torch.Tensor,
+    flat: torch.Tensor,
+    limits: torch.Tensor,
+    images: list[int],
+    banded: torch.Tensor,
+    out: torch.Tensor,
+) -> None:
+    """Fill ``out`` for the other boxes: banded row and column passes, each with its own bands."""
+    size = out.shape[-1]
+    heights, widths = limits[:, 0].tolist(), limits[:, 1].tolist()
+    sel = flat[banded]
+    row_taps = _taps(sel[:, 1], sel[:, 3] - sel[:, 1], limits[banded, 0], size)
+    col_taps = _taps(sel[:, 0], sel[:, 2] - sel[:, 0], limits[banded, 1], size)
+    for j, n in enumerate(banded.tolist()):
+        row_first, row_w = _bands(row_taps[0][j : j + 1], row_taps[1][j : j + 1], BLOCK)
+        col_first, col_w = _bands(col_taps[0][j : j + 1], col_taps[1][j : j + 1], BLOCK)
+        _resample_one(
+            pixels[images[n], :, : heights[n], : widths[n]],
+            (row_first[0].tolist(), row_w[0]),
+            (col_first[0].tolist(), col_w[0]),
+            out[n],
+        )
+
+
 def resample_views(
     pixels: torch.Tensor,
     sizes: torch.Tensor,
@@ -216,43 +282,12 @@ def resample_views(
     image_of = torch.arange(b).repeat_interleave(k)
     limits = sizes.cpu()[image_of]  # [N, 2] (h, w)
     out = torch.empty(b * k, channels, size, size)
-    integer = (flat == flat.round()).all(dim=1)
-    sides = flat[:, 2:] - flat[:, :2]
-    inside = (
-        (flat[:, :2] >= 0).all(dim=1) & (flat[:, 2] <= limits[:, 1]) & (flat[:, 3] <= limits[:, 0])
-    )
-    copy = integer & (sides == size).all(dim=1) & inside
-    # integer boxes of side S/2: a bilinear 2x upsampling of the box and a pixel of margin
-    # (the edge pixel repeated where the box touches the image's edge, as roi_align clamps)
-    half = integer & (size % 2 == 0) & (sides * 2 == size).all(dim=1) & inside & ~copy
-    starts = flat[:, :2].long().tolist()
-    heights, widths = limits[:, 0].tolist(), limits[:, 1].tolist()
+    copy, half = _fast_boxes(flat, limits, size)
     images = image_of.tolist()
-    for n in torch.nonzero(copy).flatten().tolist():
-        x0, y0 = starts[n]
-        out[n] = pixels[images[n], :, y0 : y0 + size, x0 : x0 + size]
-    window = torch.arange(-1, size // 2 + 1)
-    for n in torch.nonzero(half).flatten().tolist():
-        x0, y0 = starts[n]
-        ys = (window + y0).clamp(0, heights[n] - 1)
-        xs = (window + x0).clamp(0, widths[n] - 1)
-        region = pixels[images[n]].index_select(1, ys).index_select(2, xs).float()
-        _upsample2x(region, out[n])
-    # other boxes: banded row and column passes, each box with its own bands
+    _copy_and_upsample(pixels, flat, limits, images, copy, half, out)
     banded = torch.nonzero(~(copy | half)).flatten()
     if banded.numel():
-        sel = flat[banded]
-        row_taps = _taps(sel[:, 1], sel[:, 3] - sel[:, 1], limits[banded, 0], size)
-        col_taps = _taps(sel[:, 0], sel[:, 2] - sel[:, 0], limits[banded, 1], size)
-        for j, n in enumerate(banded.tolist()):
-            row_first, row_w = _bands(row_taps[0][j : j + 1], row_taps[1][j : j + 1], BLOCK)
-            col_first, col_w = _bands(col_taps[0][j : j + 1], col_taps[1][j : j + 1], BLOCK)
-            _resample_one(
-                pixels[images[n], :, : heights[n], : widths[n]],
-                (row_first[0].tolist(), row_w[0]),
-                (col_first[0].tolist(), col_w[0]),
-                out[n],
-            )
+        _resample_banded(pixels, flat, limits, images, banded, out)
     if scale is not None:
         out.mul_(scale.view(1, channels, 1, 1))
     if shift is not None:
