@@ -74,7 +74,7 @@ def build_pipeline(
     ``cache`` (the live verdict cache) learns each image's PDQ hash for near-duplicates."""
     batching = settings.batching
     enrich = ProvenanceEnricher(settings.provenance, metrics.registry, cache)
-    detect = DetectStep(predictor, output, metrics, is_live)
+    detect = DetectStep(predictor, output, metrics, is_live, batching.max_batch_size)
     batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
     fetcher = ImageFetcher(settings.fetch)
     fetch = FetchDecodeStep(

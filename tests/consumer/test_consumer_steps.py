@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -58,6 +59,36 @@ def decoded(width: int) -> DecodedImage:
     from detector import decode_image
 
     return decode_image(image_bytes(width, size=(width, 40)))
+
+
+class GatedDetector(FakeDetector):
+    """Holds its first batch until released, so that later batches queue up behind it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+
+    def predict(self, images: Any) -> list[Prediction]:
+        self.release.wait(10)
+        return super().predict(images)
+
+
+def test_detect_runs_batches_that_queued_while_busy_together_up_to_max_batch() -> None:
+    sink, det = Collect(), GatedDetector()
+    step = DetectStep(det, sink, Metrics(), max_batch=4)
+    offsets = iter(range(100))
+    for size in (2, 2, 1, 1, 3):  # the first runs at once; the others wait behind it
+        batch = [work_item(next(offsets)) for _ in range(size)]
+        for item in batch:
+            item.image = decoded(64)
+        step.submit(batch)
+    det.release.set()
+    step.join(20)
+    assert det.calls == [2, 4, 3]  # 2 | 2+1+1 | 3 (2+1+1+3 would exceed 4)
+    verdicts = [o for o in sink.items if isinstance(o, WorkItem)]
+    assert [v.envelope.offset for v in verdicts] == list(range(9))  # order kept
+    assert [v.timings.batch_size for v in verdicts] == [2, 2, 4, 4, 4, 4, 3, 3, 3]
+    step.close()
 
 
 def test_detect_isolates_the_image_that_breaks_its_batch() -> None:
