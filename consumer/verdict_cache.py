@@ -114,7 +114,10 @@ class VerdictCache:
                 self._pdq.popitem(last=False)
 
     def lookup(self, sha256: str, model: str, width: int, height: int) -> CachedPrediction | None:
-        """Exact match, else the nearest near-duplicate still cached; counts a hit or a miss."""
+        """Exact match, else the nearest near-duplicate still cached whose verdict was synthetic
+        (a re-upload of a known fake); counts a hit or a miss. A near-copy of an image judged
+        real is scored: it may be that photo regenerated or edited by a model, which PDQ cannot
+        tell from a re-encode."""
         with self._lock:
             found = self._entries.get((sha256, model))
             if found is not None:
@@ -129,6 +132,8 @@ class VerdictCache:
                     continue
                 with self._lock:
                     earlier = self._entries.get(key)
+                    if earlier is not None and not earlier.is_synthetic:
+                        earlier = None  # a near-copy of a real photo may be an AI edit of it
                     if earlier is not None:
                         self._entries.move_to_end(key)
                         self.near_hits += 1

@@ -35,15 +35,16 @@ class _Image:
 class _Model:
     info: Any = _Info()
 
-    def __init__(self) -> None:
+    def __init__(self, synthetic: bool = True) -> None:
         self.calls = 0
+        self.synthetic = synthetic
 
     def predict(self, images: Any) -> list[Prediction]:
         self.calls += len(images)
         return [
             Prediction(
-                0.8,
-                True,
+                0.8 if self.synthetic else 0.2,
+                self.synthetic,
                 0.5,
                 [PatchEvidence(1, (0, 0, im.width, im.height), 3, 1.0, 0.5)],
                 0.5,
@@ -81,6 +82,23 @@ def test_a_resized_copy_reuses_the_verdict_with_scaled_boxes_and_counts_it() -> 
     assert sample("synthscan_verdict_cache_near_duplicate_hits_total") == 1
     assert sample("synthscan_verdict_cache_hit_ratio") == pytest.approx(1 / 3)
     exact = predictor.predict([_Image("a", 512, 512)])[0]
+    assert isinstance(exact, CachedPrediction) and exact.match == "exact"
+
+
+def test_a_near_copy_of_a_real_photo_is_scored_not_reused() -> None:
+    """An AI reconstruction of a real photo is a near-duplicate to PDQ (the demo's
+    chelsea and its 2x decoder copy are); reusing 'real' would let it through."""
+    from skimage import data
+
+    photo = Image.fromarray(data.astronaut())
+    model = _Model(synthetic=False)
+    predictor = with_cache(model, CacheSettings())
+    predictor.cache.note_pdq("a", pdq_hash(np.asarray(photo)))
+    predictor.cache.note_pdq("b", pdq_hash(np.asarray(photo.resize((256, 256)))))
+    predictor.predict([_Image("a", 512, 512)])
+    copy = predictor.predict([_Image("b", 256, 256)])[0]
+    assert not isinstance(copy, CachedPrediction) and model.calls == 2
+    exact = predictor.predict([_Image("a", 512, 512)])[0]  # the same bytes still hit
     assert isinstance(exact, CachedPrediction) and exact.match == "exact"
 
 
