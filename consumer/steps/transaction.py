@@ -48,6 +48,9 @@ from consumer.steps.commit import CommitPolicy, CommitStep
 
 __all__ = ["TransactionalCommitStep"]
 
+ABORT_STUCK_S = 15.0
+"""An abort still failing (retriable errors) after this long: replace the producer."""
+
 log = structlog.get_logger("consumer.transaction")
 
 
@@ -82,6 +85,7 @@ class TransactionalCommitStep(CommitStep):
         self._aborting: str | None = None
         self._aborted = False
         self._abort_retry_at = 0.0
+        self._abort_failing_since = 0.0
 
     def start(self) -> None:
         """Initialise the transactional producer (fences an older instance) and begin."""
@@ -204,18 +208,28 @@ class TransactionalCommitStep(CommitStep):
                 raise
             if self._abort_retry_at == 0.0:
                 log.warning("transaction_abort_retry", reason=reason, error=str(error))
+                self._abort_failing_since = time.monotonic()
             self._abort_retry_at = time.monotonic() + 1.0
             self._renew = True
             return
         log.warning("transaction_aborted", reason=reason)
-        self._aborting, self._abort_retry_at = None, 0.0
+        self._aborting, self._abort_retry_at, self._abort_failing_since = None, 0.0, 0.0
         self._dirty = False
         self._last_commit = time.monotonic()
         self._producer.begin_transaction()
 
     def _abort_or_replace(self) -> None:
         """Abort the open transaction; a producer in a fatal state (not fenced by a newer
-        instance) is replaced instead: ``init_transactions`` aborts it on the broker."""
+        instance) is replaced instead: ``init_transactions`` aborts it on the broker. So is one
+        whose abort keeps timing out for ``ABORT_STUCK_S`` (librdkafka can hang there after a
+        broker restart, while the cluster itself is back)."""
+        stuck = self._abort_failing_since and time.monotonic() - self._abort_failing_since
+        if not self._uninitialised and stuck and stuck > ABORT_STUCK_S and self._replaceable:
+            log.error("transaction_abort_stuck_replacing_producer", seconds=round(stuck, 1))
+            self._abort_failing_since = time.monotonic()  # a fresh budget for the new one
+            self._renew = True
+            self._replace_producer()
+            return
         if not self._uninitialised:
             try:
                 self._producer.abort_transaction(min(self._timeout_s, 5.0))
