@@ -40,6 +40,7 @@ from detector.crops import (
     resample_views,
     roi_crops,
 )
+from detector.forensic import ForensicNet, native_crops
 from detector.patches import PatchStrategy, num_patches, select_patches, with_activations
 from detector.psm import Suppression, central_squares
 from detector.representation import (
@@ -67,7 +68,9 @@ Arch = Literal["glff", "global_only"]
 ARCH_ALIASES: dict[str, Arch] = {"cnn_aug": "global_only", "global": "global_only"}
 """Old names of the baseline, still read: ``cnn_aug`` (older checkpoints, verdict stamps and
 ``init-checkpoint --arch``) and ``global`` (older ``train --arch`` and saved training configs)."""
-LocalBackbone = Literal["shared", "separate"]
+LocalBackbone = Literal["shared", "separate", "forensic"]
+"""``shared``: the patches go through the global trunk; ``separate``: a second trunk of the same
+kind; ``forensic``: :class:`detector.forensic.ForensicNet` on native crops (no resampling)."""
 PatchChoice = PatchStrategy | Literal["none"]  # "none": the global-only model
 
 
@@ -198,10 +201,14 @@ class GLFF(nn.Module):
         self.embed = nn.Linear(channels, config.embed_dim)
         self.local_backbone: Backbone | None = None
         self.local_embed: nn.Linear | None = None
+        self.forensic: ForensicNet | None = None
         if config.local_backbone == "separate":
             self.local_backbone = build_backbone(config.backbone, backbone_weights)
             adapt_first_conv(self.local_backbone, config.input_repr)
             self.local_embed = nn.Linear(channels, config.embed_dim)
+        elif config.local_backbone == "forensic":
+            self.forensic = ForensicNet()
+            self.local_embed = nn.Linear(self.forensic.out_channels, config.embed_dim)
         self.fusion = AFFM(config.embed_dim, config.heads, config.ff_dim, config.depth)
         self.head = nn.Linear(config.embed_dim, 1)
 
@@ -222,6 +229,18 @@ class GLFF(nn.Module):
         layer = self.local_embed if local and self.local_embed is not None else self.embed
         return F.relu(layer(pooled))
 
+    def _local_maps(
+        self,
+        pixels: torch.Tensor,
+        sizes: torch.Tensor,
+        views: Callable[[torch.Tensor], torch.Tensor],
+        boxes: torch.Tensor,
+    ) -> torch.Tensor:
+        """Patches ``boxes [B, K, 4]`` -> local feature maps ``[B * K, C, h, w]``."""
+        if self.forensic is not None:
+            return self.forensic(native_crops(pixels, sizes, boxes).flatten(0, 1))
+        return self._trunk(views(boxes).flatten(0, 1), local=True)
+
     def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
         """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
         cfg = self.config
@@ -238,7 +257,14 @@ class GLFF(nn.Module):
                 suppression=cfg.suppression,
                 iou_threshold=cfg.iou_threshold,
             )
-            local_map = self._trunk(views(selection.boxes).flatten(0, 1), local=True)
+            local_map = self._local_maps(pixels, sizes, views, selection.boxes)
+        elif self.forensic is not None:
+            selection = select_patches(
+                None, sizes, cfg.patch_strategy, grid=(s // 32, s // 32), generator=self.generator
+            )
+            global_map = self._trunk(views(square)[:, 0], local=False)
+            local_map = self._local_maps(pixels, sizes, views, selection.boxes)
+            selection = with_activations(selection, global_map.detach(), sizes)
         else:  # the boxes do not depend on the features: one crop call for all 7 views
             selection = select_patches(
                 None, sizes, cfg.patch_strategy, grid=(s // 32, s // 32), generator=self.generator
