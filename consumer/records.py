@@ -146,9 +146,11 @@ class RecordFactory:
         latest_verdict_topic: str | None = None,
         policy: DecisionPolicy | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        band: tuple[float, float] | None = None,
     ) -> None:
         self._stamp = stamp
         self._policy = policy or DecisionPolicy()
+        self._band = band  # the checkpoint's calibrated edges, for predictions without info
         self._stamps: dict[int, tuple[ModelInfo, ModelStamp]] = {}
         self._verdict_topic = verdict_topic
         self._dead_letter_topic = dead_letter_topic
@@ -227,7 +229,12 @@ class RecordFactory:
             metadata=data.metadata,
             replay=self._replay,
             **verdict_fields(
-                pred.score, pred.threshold, item.provenance, self._policy, cache_match_of(pred)
+                pred.score,
+                pred.threshold,
+                item.provenance,
+                self._policy,
+                cache_match_of(pred),
+                self._band if pred.model_info is None else pred.model_info.decision_band,
             ),
         )
         key, value, headers = encode_verdict(verdict)
