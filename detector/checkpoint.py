@@ -16,8 +16,9 @@ zip is refused with :class:`CheckpointError` (use ``python -m detector convert``
 files). ``decision_band`` (optional; written by ``python -m detector calibrate`` and
 ``detector.training.calibration.band_metadata``) holds the moderator's uncertain band chosen on
 the validation data with the error rates it was chosen at; files without it get the fallback
-of ``provenance.decision``. A checkpoint whose top-level fields disagree with its ``model`` config, or whose tensors
-do not match the model built from that config (names or shapes), is refused.
+of ``provenance.decision``. A checkpoint whose top-level fields disagree with its ``model``
+config, or whose tensors do not match the model built from that config (names or shapes), is
+refused.
 """
 
 from __future__ import annotations

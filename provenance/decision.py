@@ -103,7 +103,8 @@ class Reason:
     """One reason behind a decision.
 
     ``kind``: ``pixel_score``, ``provenance``, ``provenance_unreadable``, ``cache_match`` (a
-    PDQ near-duplicate of an image decided synthetic) or ``exact_duplicate``. ``decisive``: this reason alone set the decision.
+    PDQ near-duplicate of an image decided synthetic) or ``exact_duplicate``. ``decisive``:
+    this reason alone set the decision.
     """
 
     kind: str
