@@ -84,7 +84,7 @@ class ProvenanceEnricher:
             report = ProvenanceReport(unreadable=(Unreadable("provenance", clip(repr(exc))),))
         item.provenance = report
         if self._cache is not None and report.pdq is not None and image is not None:
-            self._cache.note_pdq(image.sha256, report.pdq)
+            self._cache.note_pdq(image.sha256, report.pdq, item.event_id)
         if self.metrics is not None:
             self.metrics.seconds.observe(time.perf_counter() - began)
             for finding in report.findings:

@@ -20,7 +20,7 @@ def policy_of(settings: Any) -> DecisionPolicy:
 
 def cache_match_of(prediction: Any) -> CacheMatch | None:
     """How ``prediction`` matched the cache: ``exact`` (served from it) or ``near_duplicate``
-    (scored, near an image decided synthetic); None when neither."""
+    (scored, near an image labelled synthetic); None when neither."""
     if not getattr(prediction, "cached", False) and getattr(prediction, "match", "") == "":
         return None
     kind = getattr(prediction, "match", "exact")

@@ -103,7 +103,7 @@ class Reason:
     """One reason behind a decision.
 
     ``kind``: ``pixel_score``, ``provenance``, ``provenance_unreadable``, ``cache_match`` (a
-    PDQ near-duplicate of an image decided synthetic) or ``exact_duplicate``. ``decisive``:
+    PDQ near-duplicate of an image labelled synthetic) or ``exact_duplicate``. ``decisive``:
     this reason alone set the decision.
     """
 
@@ -116,7 +116,7 @@ class Reason:
 class CacheMatch:
     """``exact``: the verdict reused an earlier one (same bytes or decoded pixels);
     ``near_duplicate``: the image was scored and is a PDQ near-duplicate of ``event_id``,
-    decided synthetic."""
+    labelled synthetic."""
 
     kind: Literal["exact", "near_duplicate"]
     distance: int = 0
@@ -150,7 +150,7 @@ def decide(
         if near:
             detail = (
                 f"PDQ distance {cache_match.distance} to event {cache_match.event_id or '?'}, "
-                "decided synthetic; this image was scored on its own"
+                "labelled synthetic; this image was scored on its own"
                 + ("; real moved to uncertain" if moved else "")
             )
             reasons.append(Reason("cache_match", detail, decisive=moved))

@@ -206,7 +206,7 @@ class Verdict(WireModel):
     bytes or same decoded pixels) and model. (Older writers also reused the
     score of a PDQ near-duplicate; now a near-duplicate is scored, ``cached`` false.)"""
     cache_match: CacheMatch | None = None
-    """An exact cache hit, or the PDQ near-duplicate of an image decided synthetic that this
+    """An exact cache hit, or the PDQ near-duplicate of an image labelled synthetic that this
     scored image resembles; None otherwise."""
     decision: Decision | None = None
     """What a moderator acts on: ``synthetic``, ``uncertain`` or ``real``, from the score and
