@@ -6,7 +6,7 @@ import copy
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -64,6 +64,15 @@ class RecordBuilder(Protocol):
     def verdict(self, item: WorkItem) -> OutRecord: ...
 
     def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
+
+    def _decision_fields(self, pred: Prediction, item: WorkItem) -> dict[str, Any]:
+        """Decision, reasons, provenance, PDQ and cache match; the band of the model that
+        made ``pred`` (it changes across a hot reload)."""
+        band = self._band if pred.model_info is None else pred.model_info.decision_band
+        match = cache_match_of(pred)
+        return verdict_fields(
+            pred.score, pred.threshold, item.provenance, self._policy, match, band
+        )
 
     def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
 
@@ -228,17 +237,19 @@ class RecordFactory:
             attribution=_attribution(pred),
             metadata=data.metadata,
             replay=self._replay,
-            **verdict_fields(
-                pred.score,
-                pred.threshold,
-                item.provenance,
-                self._policy,
-                cache_match_of(pred),
-                self._band if pred.model_info is None else pred.model_info.decision_band,
-            ),
+            **self._decision_fields(pred, item),
         )
         key, value, headers = encode_verdict(verdict)
         return OutRecord(self._verdict_topic, key, value, tuple(headers))
+
+    def _decision_fields(self, pred: Prediction, item: WorkItem) -> dict[str, Any]:
+        """Decision, reasons, provenance, PDQ and cache match; the band of the model that
+        made ``pred`` (it changes across a hot reload)."""
+        band = self._band if pred.model_info is None else pred.model_info.decision_band
+        match = cache_match_of(pred)
+        return verdict_fields(
+            pred.score, pred.threshold, item.provenance, self._policy, match, band
+        )
 
     def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None:
         """The compacted latest-verdict copy (same record, keyed by image sha256)."""
