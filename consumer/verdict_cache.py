@@ -5,7 +5,8 @@ cache sits in front of the detector as a :class:`~consumer.steps.detect.Predicto
 (:class:`CachingPredictor`), so the detect step is unchanged: a batch is split into hits and
 unique misses, only the misses reach the model, and duplicates *within* a batch are scored
 once. Only EXACT copies are hits: the same bytes (sha256) or the same decoded pixels (a
-digest of the RGB array: the same picture re-wrapped, e.g. metadata stripped). Hits come back
+digest of the RGB array, noted by the provenance step in the decode pool: the same picture
+re-wrapped, e.g. metadata stripped). Hits come back
 as :class:`CachedPrediction` and their verdicts say ``cached=True``.
 
 The model key is the weights sha256 plus the threshold (a re-calibrated model must not reuse
@@ -126,6 +127,7 @@ class VerdictCache:
         self._pdq: OrderedDict[str, tuple[PdqHash, str]] = OrderedDict()  # awaiting put()
         self._events: dict[CacheKey, str] = {}  # the event id that was scored for an entry
         self._by_pixels: OrderedDict[tuple[str, str], CacheKey] = OrderedDict()
+        self._digests: OrderedDict[str, str] = OrderedDict()  # sha256 -> pixel digest
         self.hits = 0
         self.near_hits = 0
         self.misses = 0
@@ -158,6 +160,21 @@ class VerdictCache:
             self._pdq.move_to_end(sha256)
             while len(self._pdq) > self.max_entries:
                 self._pdq.popitem(last=False)
+
+    def note_pixels(self, sha256: str, digest: str | None) -> None:
+        """Remember the pixel digest of an image on its way to the cache (computed in the
+        fetch/decode pool by the provenance step, off the model's thread; bounded)."""
+        if not sha256 or digest is None:
+            return
+        with self._lock:
+            self._digests[sha256] = digest
+            self._digests.move_to_end(sha256)
+            while len(self._digests) > self.max_entries:
+                self._digests.popitem(last=False)
+
+    def noted_pixels(self, sha256: str) -> str | None:
+        with self._lock:
+            return self._digests.get(sha256)
 
     def lookup(self, sha256: str, model: str, pixels: str | None = None) -> Prediction | None:
         """The prediction of the same bytes, else of the same decoded pixels (a hit), or None
@@ -267,7 +284,7 @@ class CachingPredictor:
         key = model_key(self.model.info)
         results: list[Prediction | None] = []
         todo: dict[str, list[int]] = {}  # sha256 (or a unique stand-in) -> positions
-        digests: dict[int, str | None] = {}
+        digests: dict[int, str | None] = {}  # noted by the provenance step
         for index, image in enumerate(images):
             if image.sha256 in todo:  # a duplicate within this batch: scored once
                 todo[image.sha256].append(index)
@@ -276,7 +293,7 @@ class CachingPredictor:
                 continue
             hit = None
             if image.sha256:
-                digests[index] = pixel_digest(image)
+                digests[index] = self.cache.noted_pixels(image.sha256)
                 hit = self.cache.lookup(image.sha256, key, digests[index])
             results.append(hit)
             if hit is None:

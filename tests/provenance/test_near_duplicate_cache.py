@@ -11,7 +11,7 @@ from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from consumer.settings import CacheSettings
-from consumer.verdict_cache import CachedPrediction, MatchedPrediction, with_cache
+from consumer.verdict_cache import CachedPrediction, MatchedPrediction, pixel_digest, with_cache
 from detector import PatchEvidence, Prediction
 from provenance import pdq_hash
 
@@ -100,9 +100,16 @@ def test_same_decoded_pixels_with_other_bytes_is_an_exact_hit() -> None:
     pixels = torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
     model = _Model()
     predictor = with_cache(model, CacheSettings())
-    predictor.predict([_Pixels("a", 16, 16, pixels)])
-    same = predictor.predict([_Pixels("b", 16, 16, pixels.clone())])[0]
-    other = predictor.predict([_Pixels("c", 16, 16, pixels.flip(2))])[0]
+    images = [
+        _Pixels("a", 16, 16, pixels),
+        _Pixels("b", 16, 16, pixels.clone()),
+        _Pixels("c", 16, 16, pixels.flip(2)),
+    ]
+    for image in images:  # the provenance step notes each digest in the decode pool
+        predictor.cache.note_pixels(image.sha256, pixel_digest(image))
+    predictor.predict([images[0]])
+    same = predictor.predict([images[1]])[0]
+    other = predictor.predict([images[2]])[0]
     assert isinstance(same, CachedPrediction) and not isinstance(other, CachedPrediction)
     assert model.calls == 2
 
