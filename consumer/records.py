@@ -65,15 +65,6 @@ class RecordBuilder(Protocol):
 
     def dead_letter(self, failure: Failure, *, minimal: bool = False) -> OutRecord: ...
 
-    def _decision_fields(self, pred: Prediction, item: WorkItem) -> dict[str, Any]:
-        """Decision, reasons, provenance, PDQ and cache match; the band of the model that
-        made ``pred`` (it changes across a hot reload)."""
-        band = self._band if pred.model_info is None else pred.model_info.decision_band
-        match = cache_match_of(pred)
-        return verdict_fields(
-            pred.score, pred.threshold, item.provenance, self._policy, match, band
-        )
-
     def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None: ...
 
 
