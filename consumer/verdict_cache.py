@@ -4,51 +4,96 @@ Viral images arrive thousands of times; the second and later copies need no infe
 cache sits in front of the detector as a :class:`~consumer.steps.detect.Predictor`
 (:class:`CachingPredictor`), so the detect step is unchanged: a batch is split into hits and
 unique misses, only the misses reach the model, and duplicates *within* a batch are scored
-once. Hits come back as :class:`CachedPrediction` and their verdicts say ``cached=True``.
+once. Only EXACT copies are hits: the same bytes (sha256) or the same decoded pixels (a
+digest of the RGB array, noted by the provenance step in the decode pool: the same picture
+re-wrapped, e.g. metadata stripped). Hits come back
+as :class:`CachedPrediction` and their verdicts say ``cached=True``.
 
 The model key is the weights sha256 plus the threshold (a re-calibrated model must not reuse
 old labels). The cache is per process (one resident model per pod) and thread-safe.
 
-Near-duplicate tier: the same picture re-encoded, resized or lightly cropped has other bytes
-but a close PDQ hash. The provenance step hands each image's PDQ to :meth:`VerdictCache.note_pdq`
-before the batch reaches the cache; an exact miss then looks for an earlier image within
-``near_duplicate_distance`` bits (:class:`~provenance.pdq_index.PdqIndex`) whose prediction is
-still cached, and reuses it with its patch boxes scaled to the new image's size; the verdict
-says ``cached: true`` and ``cache_match: {kind: near_duplicate, distance}``.
+Near-duplicate tier: near-duplicates never decide on their own. The provenance step hands
+each image's PDQ (and event id) to :meth:`VerdictCache.note_pdq` before the batch reaches the
+cache; an exact miss is SCORED by the model, and when an earlier image within
+``near_duplicate_distance`` bits (:class:`~provenance.pdq_index.PdqIndex`) is still cached with
+a synthetic label, the prediction comes back as :class:`MatchedPrediction`: the verdict says
+``cached: false`` and ``cache_match: {kind: near_duplicate, distance, event_id}``, a
+``cache_match`` reason, and the decision may move from ``real`` to ``uncertain`` (never to
+``synthetic``). PDQ cannot tell a re-upload from an AI edit of a photo (both are a few bits
+apart), so reusing a verdict would let anyone mark a genuine photo synthetic by posting an AI
+edit of it first.
 """
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
 from consumer.metrics import VerdictCacheMetrics
-from detector import PatchEvidence, Prediction
+from detector import Prediction
 from provenance.findings import PdqHash
 from provenance.pdq_index import PdqIndex
 
 if TYPE_CHECKING:
     from detector import DecodedImage, ModelInfo
 
-__all__ = ["CachedPrediction", "CachingPredictor", "VerdictCache", "model_key", "with_cache"]
+__all__ = [
+    "CachedPrediction",
+    "CachingPredictor",
+    "MatchedPrediction",
+    "NearMatch",
+    "VerdictCache",
+    "model_key",
+    "pixel_digest",
+    "with_cache",
+]
 
 CacheKey = tuple[str, str]
 
 
 @dataclass(frozen=True, slots=True)
 class CachedPrediction(Prediction):
-    """A prediction served from the cache (the verdict's ``cached`` and ``cache_match``)."""
+    """A prediction served from the cache (same bytes or pixels): ``cached`` verdicts."""
 
     cached: bool = True
     match: str = "exact"
-    """``exact`` (same sha256) or ``near_duplicate`` (PDQ within the distance)."""
     distance: int = 0
-    """PDQ Hamming distance of a near-duplicate match."""
+
+
+@dataclass(frozen=True, slots=True)
+class NearMatch:
+    """An earlier image with a synthetic label within the PDQ distance."""
+
+    event_id: str
+    distance: int
+
+
+@dataclass(frozen=True, slots=True)
+class MatchedPrediction(Prediction):
+    """The model's own prediction of an image that is a PDQ near-duplicate of an earlier
+    image labelled synthetic (``matched_event_id``): a reason, never the decision alone."""
+
+    cached: bool = False
+    match: str = "near_duplicate"
+    distance: int = 0
+    matched_event_id: str = ""
+
+
+def pixel_digest(image: Any) -> str | None:
+    """A digest of the decoded RGB pixels (and their shape), None without pixels."""
+    pixels = getattr(image, "pixels", None)
+    if pixels is None or pixels.numel() == 0:
+        return None
+    array = pixels.contiguous().numpy()
+    digest = hashlib.blake2b(str(tuple(array.shape)).encode(), digest_size=20)
+    digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
 
 
 def model_key(info: ModelInfo) -> str:
@@ -79,7 +124,10 @@ class VerdictCache:
         self._lock = threading.Lock()
         self._entries: OrderedDict[CacheKey, Prediction] = OrderedDict()
         self._near = near_duplicates
-        self._pdq: OrderedDict[str, PdqHash] = OrderedDict()  # sha256 -> PDQ, awaiting put()
+        self._pdq: OrderedDict[str, tuple[PdqHash, str]] = OrderedDict()  # awaiting put()
+        self._events: dict[CacheKey, str] = {}  # the event id that was scored for an entry
+        self._by_pixels: OrderedDict[tuple[str, str], CacheKey] = OrderedDict()
+        self._digests: OrderedDict[str, str] = OrderedDict()  # sha256 -> pixel digest
         self.hits = 0
         self.near_hits = 0
         self.misses = 0
@@ -90,7 +138,7 @@ class VerdictCache:
         with self._lock:
             return len(self._entries)
 
-    def get(self, sha256: str, model: str) -> CachedPrediction | None:
+    def get(self, sha256: str, model: str) -> Prediction | None:
         """The cached prediction (marked cached) or None; counts a hit or a miss."""
         with self._lock:
             found = self._entries.get((sha256, model))
@@ -103,47 +151,67 @@ class VerdictCache:
             (self._metrics.misses if found is None else self._metrics.hits).inc()
         return None if found is None else _as_cached(found)
 
-    def note_pdq(self, sha256: str, pdq: PdqHash) -> None:
-        """Remember the PDQ of an image on its way to the cache (bounded like the entries)."""
+    def note_pdq(self, sha256: str, pdq: PdqHash, event_id: str = "") -> None:
+        """Remember the PDQ (and event id) of an image on its way to the cache (bounded)."""
         if self._near is None or not sha256:
             return
         with self._lock:
-            self._pdq[sha256] = pdq
+            self._pdq[sha256] = (pdq, event_id)
             self._pdq.move_to_end(sha256)
             while len(self._pdq) > self.max_entries:
                 self._pdq.popitem(last=False)
 
-    def lookup(self, sha256: str, model: str, width: int, height: int) -> CachedPrediction | None:
-        """Exact match, else the nearest near-duplicate still cached whose verdict was synthetic
-        (a re-upload of a known fake); counts a hit or a miss. A near-copy of an image judged
-        real is scored: it may be that photo regenerated or edited by a model, which PDQ cannot
-        tell from a re-encode."""
+    def note_pixels(self, sha256: str, digest: str | None) -> None:
+        """Remember the pixel digest of an image on its way to the cache (computed in the
+        fetch/decode pool by the provenance step, off the model's thread; bounded)."""
+        if not sha256 or digest is None:
+            return
         with self._lock:
-            found = self._entries.get((sha256, model))
+            self._digests[sha256] = digest
+            self._digests.move_to_end(sha256)
+            while len(self._digests) > self.max_entries:
+                self._digests.popitem(last=False)
+
+    def noted_pixels(self, sha256: str) -> str | None:
+        with self._lock:
+            return self._digests.get(sha256)
+
+    def lookup(self, sha256: str, model: str, pixels: str | None = None) -> Prediction | None:
+        """The prediction of the same bytes, else of the same decoded pixels (a hit), or None
+        (a miss: the image is scored)."""
+        with self._lock:
+            key = (sha256, model)
+            if key not in self._entries and pixels is not None:
+                key = self._by_pixels.get((pixels, model), key)
+            found = self._entries.get(key)
             if found is not None:
-                self._entries.move_to_end((sha256, model))
-            pdq = self._pdq.get(sha256) if found is None else None
-        if found is not None:
-            self._count(hit=True)
-            return _as_cached(found)
-        if pdq is not None and self._near is not None:
-            for distance, key in self._near.nearest(pdq):
-                if key[1] != model:
+                self._entries.move_to_end(key)
+        self._count(hit=found is not None)
+        return None if found is None else _as_cached(found)
+
+    def near_synthetic(self, sha256: str, model: str) -> NearMatch | None:
+        """The nearest earlier image within the PDQ distance, still cached, labelled synthetic
+        (counted in ``near_duplicate_hits``; the image is scored all the same)."""
+        with self._lock:
+            noted = self._pdq.get(sha256)
+        if noted is None or self._near is None:
+            return None
+        for distance, key in self._near.nearest(noted[0]):
+            if key[1] != model:
+                continue
+            with self._lock:
+                earlier = self._entries.get(key)
+                event_id = self._events.get(key, "")
+                if earlier is not None and earlier.is_synthetic:
+                    self.near_hits += 1
+                else:
                     continue
-                with self._lock:
-                    earlier = self._entries.get(key)
-                    if earlier is not None and not earlier.is_synthetic:
-                        earlier = None  # a near-copy of a real photo may be an AI edit of it
-                    if earlier is not None:
-                        self._entries.move_to_end(key)
-                        self.near_hits += 1
-                if earlier is not None:
-                    self._count(hit=True, near=True)
-                    return _near_duplicate(earlier, distance, width, height)
-        self._count(hit=False)
+            if self._metrics is not None:
+                self._metrics.near_hits.inc()
+            return NearMatch(event_id, distance)
         return None
 
-    def _count(self, hit: bool, near: bool = False) -> None:
+    def _count(self, hit: bool) -> None:
         with self._lock:
             if hit:
                 self.hits += 1
@@ -152,26 +220,34 @@ class VerdictCache:
             ratio = self.hits / (self.hits + self.misses)
         if self._metrics is not None:
             (self._metrics.hits if hit else self._metrics.misses).inc()
-            if near:
-                self._metrics.near_hits.inc()
             self._metrics.hit_ratio.set(ratio)
 
-    def put(self, sha256: str, model: str, prediction: Prediction) -> None:
+    def put(
+        self, sha256: str, model: str, prediction: Prediction, pixels: str | None = None
+    ) -> None:
         """Store ``prediction`` (a no-op for an empty sha256: PIL inputs have none)."""
         if not sha256:
             return
         evicted = 0
+        key = (sha256, model)
         with self._lock:
-            pdq = self._pdq.pop(sha256, None)
-            self._entries[(sha256, model)] = prediction
-            self._entries.move_to_end((sha256, model))
+            pdq, event_id = self._pdq.pop(sha256, (None, ""))
+            self._entries[key] = prediction
+            self._entries.move_to_end(key)
+            if event_id:
+                self._events[key] = event_id
+            if pixels is not None:
+                self._by_pixels[(pixels, model)] = key
             while len(self._entries) > self.max_entries:
-                self._entries.popitem(last=False)
+                gone, _ = self._entries.popitem(last=False)
+                self._events.pop(gone, None)
                 evicted += 1
+            while len(self._by_pixels) > self.max_entries:
+                self._by_pixels.popitem(last=False)
             self.evictions += evicted
             size = len(self._entries)
         if pdq is not None and self._near is not None:
-            self._near.add(pdq, (sha256, model))
+            self._near.add(pdq, key)
         if self._metrics is not None:
             self._metrics.evictions.inc(evicted)
             self._metrics.size.set(size)
@@ -208,19 +284,17 @@ class CachingPredictor:
         key = model_key(self.model.info)
         results: list[Prediction | None] = []
         todo: dict[str, list[int]] = {}  # sha256 (or a unique stand-in) -> positions
+        digests: dict[int, str | None] = {}  # noted by the provenance step
         for index, image in enumerate(images):
             if image.sha256 in todo:  # a duplicate within this batch: scored once
                 todo[image.sha256].append(index)
                 results.append(None)
                 self.cache.count_hit()
                 continue
-            hit = (
-                self.cache.lookup(
-                    image.sha256, key, getattr(image, "width", 0), getattr(image, "height", 0)
-                )
-                if image.sha256
-                else None
-            )
+            hit = None
+            if image.sha256:
+                digests[index] = self.cache.noted_pixels(image.sha256)
+                hit = self.cache.lookup(image.sha256, key, digests[index])
             results.append(hit)
             if hit is None:
                 todo[image.sha256 or f"#{index}"] = [index]
@@ -230,36 +304,30 @@ class CachingPredictor:
             for positions, prediction in zip(todo.values(), fresh, strict=True):
                 made_by = getattr(prediction, "model_info", None)  # a reload may have happened
                 own_key = key if made_by is None else model_key(made_by)
-                self.cache.put(images[positions[0]].sha256, own_key, prediction)
+                first = images[positions[0]]
+                near = self.cache.near_synthetic(first.sha256, own_key) if first.sha256 else None
+                if near is not None:
+                    prediction = _matched(prediction, near)
+                self.cache.put(first.sha256, own_key, prediction, digests.get(positions[0]))
                 results[positions[0]] = prediction
                 for duplicate in positions[1:]:
                     results[duplicate] = _as_cached(prediction)
         return [r for r in results if r is not None]
 
 
-def _as_cached(prediction: Prediction) -> CachedPrediction:
+def _as_cached(prediction: Prediction) -> Prediction:
+    """A cache hit: the stored prediction, marked cached (an exact copy reuses the verdict,
+    with the near-duplicate match of the image it copies, if any)."""
     if isinstance(prediction, CachedPrediction):
         return prediction
+    if isinstance(prediction, MatchedPrediction):
+        return replace(prediction, cached=True)
     return CachedPrediction(**{f.name: getattr(prediction, f.name) for f in fields(Prediction)})
 
 
-def _near_duplicate(
-    earlier: Prediction, distance: int, width: int, height: int
-) -> CachedPrediction:
-    """``earlier`` for an image of ``width`` x ``height``: patch boxes scaled and clipped."""
-    sx, sy = width / max(earlier.width, 1), height / max(earlier.height, 1)
-    patches = []
-    for p in earlier.patches:
-        x0, y0, x1, y1 = p.box
-        nx0, ny0 = min(int(x0 * sx), width - 1), min(int(y0 * sy), height - 1)
-        nx1 = min(max(round(x1 * sx), nx0 + 1), width)
-        ny1 = min(max(round(y1 * sy), ny0 + 1), height)
-        patches.append(
-            PatchEvidence(p.rank, (nx0, ny0, nx1, ny1), p.window, p.activation, p.attention)
-        )
-    values = {f.name: getattr(earlier, f.name) for f in fields(Prediction)}
-    values.update(patches=patches, width=width, height=height)
-    return CachedPrediction(**values, match="near_duplicate", distance=distance)
+def _matched(prediction: Prediction, near: NearMatch) -> MatchedPrediction:
+    values = {f.name: getattr(prediction, f.name) for f in fields(Prediction)}
+    return MatchedPrediction(**values, distance=near.distance, matched_event_id=near.event_id)
 
 
 def with_cache(model: _Model, settings: Any, registry: CollectorRegistry | None = None) -> Any:

@@ -5,15 +5,20 @@ The header's ``__metadata__`` holds one key, ``"synthscan"``, whose value is a J
     {"format": "synthscan-detector", "format_version": 1,
      "name": ..., "version": ..., "created_at": "2026-...Z",
      "architecture": "glff", "backbone": "resnet50", "patch_strategy": "psm",
-     "threshold": 0.5, "input_size": 224, "normalization": {"mean": [...], "std": [...]},
+     "threshold": 0.5, "decision_band": {"real_below": ..., "synthetic_from": ..., ...},
+     "input_size": 224, "normalization": {"mean": [...], "std": [...]},
      "preprocessing_version": "1", "model": {ModelConfig fields},
      "training_data": {...summary...}, "training": {...free config...},
      "parameters": 24069185, "torch_version": ..., "torchvision_version": ...}
 
 Loading never unpickles: only the safetensors format is read, and a pickle or ``torch.save``
 zip is refused with :class:`CheckpointError` (use ``python -m detector convert`` for trusted
-files). A checkpoint whose top-level fields disagree with its ``model`` config, or whose tensors
-do not match the model built from that config (names or shapes), is refused.
+files). ``decision_band`` (optional; written by ``python -m detector calibrate`` and
+``detector.training.calibration.band_metadata``) holds the moderator's uncertain band chosen on
+the validation data with the error rates it was chosen at; files without it get the fallback
+of ``provenance.decision``. A checkpoint whose top-level fields disagree with its ``model``
+config, or whose tensors do not match the model built from that config (names or shapes), is
+refused.
 """
 
 from __future__ import annotations
@@ -74,6 +79,15 @@ class CheckpointMetadata:
     training: dict[str, Any] = field(default_factory=dict)
     created_at: str = ""
     preprocessing_version: str = PREPROCESSING_VERSION
+    decision_band: dict[str, Any] | None = None
+    """``real_below``/``synthetic_from`` edges plus the rates they were chosen at (or None)."""
+
+    def band_edges(self) -> tuple[float, float] | None:
+        """``(real_below, synthetic_from)`` stored with the checkpoint, None when absent."""
+        band = self.decision_band
+        if band is None:
+            return None
+        return float(band["real_below"]), float(band["synthetic_from"])
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written into the safetensors header."""
@@ -88,6 +102,7 @@ class CheckpointMetadata:
             "backbone": cfg.backbone,
             "patch_strategy": cfg.patch_strategy,
             "threshold": self.threshold,
+            **({} if self.decision_band is None else {"decision_band": self.decision_band}),
             "input_size": cfg.input_size,
             "normalization": {"mean": list(cfg.mean), "std": list(cfg.std)},
             "preprocessing_version": self.preprocessing_version,
@@ -131,6 +146,7 @@ class CheckpointMetadata:
                 f"{PREPROCESSING_VERSION!r}"
             )
         return cls(
+            decision_band=_decision_band(data.get("decision_band")),
             config=config,
             name=str(data.get("name", "")),
             version=str(data.get("version", "")),
@@ -140,6 +156,21 @@ class CheckpointMetadata:
             created_at=str(data.get("created_at", "")),
             preprocessing_version=str(data["preprocessing_version"]),
         )
+
+
+def _decision_band(raw: Any) -> dict[str, Any] | None:
+    """The stored band, checked: ``0 < real_below < synthetic_from < 1``."""
+    if raw is None:
+        return None
+    try:
+        low, high = float(raw["real_below"]), float(raw["synthetic_from"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"invalid decision_band {raw!r}: {exc}") from exc
+    if not 0.0 < low < high < 1.0:
+        raise CheckpointError(
+            f"decision_band needs 0 < real_below < synthetic_from < 1, got {low}, {high}"
+        )
+    return dict(raw)
 
 
 def save_checkpoint(

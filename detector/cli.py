@@ -64,7 +64,8 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         "--uncertain-margin",
         type=float,
         default=0.1,
-        help="half-width of the 'uncertain' band around the threshold (default 0.1)",
+        help="half-width of the fallback 'uncertain' band for checkpoints without a stored "
+        "decision_band (default 0.1)",
     )
     p.add_argument(
         "--runtime",
@@ -190,8 +191,9 @@ def _predict(args: argparse.Namespace) -> int:
         failures += len(errors)
         preds = det.predict(decoded)
         for path, image, pred, data in zip(good, decoded, preds, blobs, strict=True):
-            record = {"path": str(path), **pred.to_dict(), "model": det.info.name}
-            record.update(signals.fields(data, image, pred.score, pred.threshold))
+            sig = signals.fields(data, image, pred.score, pred.threshold, det.info.decision_band)
+            record = {"path": str(path), "decision": sig.pop("decision"), "label": pred.label}
+            record.update({**pred.to_dict(), "model": det.info.name, **sig})
             if args.overlay is not None:
                 out = save_overlay(image, pred, args.overlay / f"{path.stem}.overlay.png")
                 record["overlay"] = str(out)
@@ -211,13 +213,20 @@ class _Signals:
             config = ProvenanceConfig(trust_anchors=args.trust_anchors, watermark=args.watermark)
             self.extractor = Extractor(config)
 
-    def fields(self, data: object, image: Any, score: float, threshold: float) -> dict[str, Any]:
+    def fields(
+        self,
+        data: object,
+        image: Any,
+        score: float,
+        threshold: float,
+        band: tuple[float, float] | None = None,
+    ) -> dict[str, Any]:
         from provenance import decide
 
         report = None
         if self.extractor is not None and isinstance(data, bytes):
             report = self.extractor.extract(data, image.pixels.permute(1, 2, 0).numpy())
-        decision, reasons = decide(score, threshold, report, self.policy)
+        decision, reasons = decide(score, threshold, report, self.policy, None, band)
         out: dict[str, Any] = {"decision": decision, "reasons": [asdict(r) for r in reasons]}
         if report is not None:
             out["provenance"] = {

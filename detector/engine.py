@@ -108,6 +108,8 @@ class ModelInfo:
     device: str
     precision: str
     adapters: tuple[AdapterInfo, ...] = ()
+    decision_band: tuple[float, float] | None = None
+    """The checkpoint's calibrated ``(real_below, synthetic_from)`` edges, None when absent."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,6 +140,7 @@ def _model_info(
         adapters=tuple(
             AdapterInfo(a.name, a.sha256, a.metadata.method, a.threshold) for a in adapters
         ),
+        decision_band=metadata.band_edges(),
     )
 
 

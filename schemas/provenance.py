@@ -68,19 +68,26 @@ class PdqInfo(WireModel):
 
 
 class CacheMatch(WireModel):
-    """How a cached verdict was matched."""
+    """An exact copy served from the verdict cache, or a near-duplicate of a synthetic one."""
 
     kind: Literal["exact", "near_duplicate"]
+    """``exact``: the verdict reused an earlier one (same bytes or same decoded pixels).
+    ``near_duplicate``: the image was scored by the model on its own and is a PDQ
+    near-duplicate of an earlier image labelled synthetic (``event_id``, score at or above its
+    threshold); it may move a ``real`` decision to ``uncertain``, never to ``synthetic``."""
     distance: Annotated[int, Field(ge=0, le=256)] = 0
     """PDQ Hamming distance (0 for an exact sha256 match)."""
+    event_id: ShortStr | None = None
+    """``id`` of the matched earlier image event (near duplicates)."""
 
 
 class Reason(WireModel):
     """One reason behind the decision."""
 
     kind: ShortStr
-    """``pixel_score``, ``provenance``, ``provenance_unreadable``, ``near_duplicate``,
-    ``exact_duplicate``."""
+    """``pixel_score``, ``provenance``, ``provenance_unreadable``, ``cache_match`` (a PDQ
+    near-duplicate of an image labelled synthetic), ``exact_duplicate`` (``near_duplicate``
+    from writers that reused a near-duplicate's verdict)."""
     detail: Text
     decisive: bool = False
     """This reason alone set the decision."""

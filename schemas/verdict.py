@@ -186,7 +186,8 @@ class Verdict(WireModel):
     tenant: ShortStr | None = None
     platform: ShortStr | None = None
     label: Label
-    """``synthetic`` iff ``score >= threshold``."""
+    """The binary cut at the threshold: ``synthetic`` iff ``score >= threshold``. Kept for
+    compatibility; a moderator acts on ``decision``."""
     score: UnitFloat
     """P(synthetic) from the detector."""
     threshold: UnitFloat
@@ -201,14 +202,18 @@ class Verdict(WireModel):
     timings: Timings
     produced_at: UtcDatetime
     cached: bool = False
-    """True when taken from the verdict cache: an already-seen sha256 and model, or (see
-    ``cache_match``) a PDQ near-duplicate of an already-seen image."""
+    """True when the score was taken from the verdict cache: an already-seen image (same
+    bytes or same decoded pixels) and model. (Older writers also reused the
+    score of a PDQ near-duplicate; now a near-duplicate is scored, ``cached`` false.)"""
     cache_match: CacheMatch | None = None
-    """How the cached verdict was matched (None when not cached)."""
+    """An exact cache hit, or the PDQ near-duplicate of an image labelled synthetic that this
+    scored image resembles; None otherwise."""
     decision: Decision | None = None
-    """What a moderator acts on: ``synthetic``, ``uncertain`` (the band around the threshold)
-    or ``real``; a verified AI-origin C2PA assertion makes it ``synthetic`` regardless of the
-    score. None from writers that predate it."""
+    """What a moderator acts on: ``synthetic``, ``uncertain`` or ``real``, from the score and
+    the model's calibrated band (real below its lower edge, synthetic from its upper edge; the
+    edges are in the ``pixel_score`` reason); a verified AI-origin C2PA assertion makes it
+    ``synthetic`` regardless of the score; a near-duplicate of a synthetic verdict may move
+    ``real`` to ``uncertain``. None from writers that predate it."""
     reasons: Annotated[list[Reason], Field(max_length=256)] = Field(default_factory=list)
     """Why: the pixel score, each provenance finding, a duplicate match."""
     provenance: ProvenanceInfo | None = None

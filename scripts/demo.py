@@ -7,27 +7,25 @@
    formats: binary mode with the raw image, binary mode by URL, structured mode with base64,
    structured mode by URL (served from a local HTTP server), plus two bad events to show
    the dead-letter path;
-3. runs the service (``consumer.Service``) with the demo checkpoint until every event has a
-   verdict or a dead letter;
-4. prints one line per verdict and writes ``demo-out/index.html`` with each image, its verdict
-   and its patch boxes drawn.
+3. runs the service (``consumer.Service``) with the default checkpoint (``DEMO_CHECKPOINT``:
+   another one) until every event has a verdict or a dead letter;
+4. prints one line per verdict (the decision first) and a summary that counts decisions,
+   writes ``demo-out/index.html`` (``scripts/demo_page.py``: each image under its decision,
+   with its patch boxes drawn when the model gives patches) and ``demo-out/verdicts.jsonl``.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import html
 import os
 import shutil
 import sys
 import threading
 import time
 import uuid
-from base64 import b64encode
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -43,6 +41,7 @@ from consumer.tail import format_record
 from devkafka.broker import KafkaBroker
 from schemas import DeadLetter, ImageData, ImageEvent, Verdict, decode_dead_letter, decode_verdict
 from schemas.cloudevents import encode_image_event
+from scripts.demo_page import disagreements, summary, write_html
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "demo-out"
@@ -57,6 +56,7 @@ SKIMAGE_SAMPLES = (
     "camera.png",
     "logo.png",
 )
+CACHE_COUNTS = ("misses", "hits", "near_duplicate_hits")
 TOPIC_IMAGES, TOPIC_VERDICTS, TOPIC_DLQ = "demo.images", "demo.verdicts", "demo.images.dlq"
 
 
@@ -269,102 +269,13 @@ def collect(
     return verdicts, dead
 
 
-def signals_html(verdict: Verdict) -> str:
-    """The decision's reasons, the provenance findings, the PDQ hash and any cache match."""
-    reasons = "".join(
-        f"<li>{'<b>decisive</b> ' if r.decisive else ''}{html.escape(r.kind)}: "
-        f"{html.escape(r.detail)}</li>"
-        for r in verdict.reasons
-    )
-    prov = verdict.provenance
-    findings = "".join(
-        f"<tr><td>{html.escape(f.source)}</td><td>{html.escape(f.kind)}</td>"
-        f"<td>{html.escape(f.value)}</td><td>{'yes' if f.verified else 'no'}</td></tr>"
-        for f in (prov.findings if prov else [])
-    )
-    unreadable = "".join(
-        f"<li>{html.escape(u.source)}: {html.escape(u.reason)}</li>"
-        for u in (prov.unreadable if prov else [])
-    )
-    table = (
-        "<table><tr><th>source</th><th>kind</th><th>value</th><th>verified</th></tr>"
-        f"{findings}</table>"
-        if findings
-        else "<p>No provenance metadata found (its absence proves nothing).</p>"
-    )
-    pdq = f"PDQ {verdict.pdq.hash} (quality {verdict.pdq.quality})" if verdict.pdq else "no PDQ"
-    match = verdict.cache_match
-    cached = f"; cached: {match.kind}, distance {match.distance}" if match else ""
-    return (
-        f"<h3>Reasons</h3><ul>{reasons}</ul><h3>Provenance</h3>{table}"
-        + (f"<p>Unreadable:</p><ul>{unreadable}</ul>" if unreadable else "")
-        + f"<p class='pdq'>{pdq}{cached}</p>"
-    )
-
-
-def write_html(
-    verdicts: list[Verdict], dead: list[DeadLetter], sent: dict[str, Path | None]
-) -> Path:
-    """One card per image: the picture with its 6 patch boxes drawn (SVG), verdict and scores."""
-    OUT.mkdir(exist_ok=True)
-    cards = []
-    for verdict in sorted(verdicts, key=lambda v: -v.score):
-        path = sent.get(verdict.event_id)
-        if path is None:
-            continue
-        mime = "image/jpeg" if path.suffix.lower() in {".jpg", ".jpeg"} else "image/png"
-        src = f"data:{mime};base64,{b64encode(path.read_bytes()).decode()}"
-        w, h = verdict.image.width, verdict.image.height
-        font = max(12, max(w, h) // 28)  # label size in image pixels, readable at any scale
-        boxes = "".join(
-            f'<rect x="{p.box.x0}" y="{p.box.y0}" width="{p.box.x1 - p.box.x0}" '
-            f'height="{p.box.y1 - p.box.y0}" class="w{p.window}"/>'
-            f'<text x="{p.box.x0 + 4}" y="{p.box.y0 + font}" font-size="{font}">'
-            f"#{p.rank} {p.attention:.2f}</text>"
-            for p in verdict.patches
-        )
-        rows = "".join(
-            f"<tr><td>#{p.rank}</td><td>{p.window}x{p.window}</td><td>{p.box.as_tuple()}</td>"
-            f"<td>{p.activation:.3f}</td><td>{p.attention:.3f}</td></tr>"
-            for p in verdict.patches
-        )
-        decision = verdict.decision or verdict.label
-        cards.append(
-            f'<div class="card {decision}"><h2>{html.escape(path.name)}: {decision} '
-            f"(label {verdict.label}, score {verdict.score:.3f}, threshold "
-            f"{verdict.threshold:.3f})</h2>"
-            f'<svg viewBox="0 0 {w} {h}" width="{min(w, 480)}"><image href="{src}" width="{w}" '
-            f'height="{h}"/>{boxes}</svg><table><tr><th>rank</th><th>window</th><th>box</th>'
-            f"<th>activation</th><th>attention</th></tr>{rows}</table>"
-            f"<p>global token attention {verdict.global_attention:.3f}; model "
-            f"{html.escape(verdict.model.name)} {html.escape(verdict.model.version)}</p>"
-            f"{signals_html(verdict)}</div>"
-        )
-    letters = "".join(f"<li><b>{d.code.value}</b>: {html.escape(d.message)}</li>" for d in dead)
-    page = OUT / "index.html"
-    page.write_text(
-        "<!doctype html><meta charset='utf-8'><title>synthscan demo</title><style>"
-        "body{font-family:sans-serif;margin:2em}.card{border:1px solid #ccc;padding:1em;"
-        "margin:1em 0}.synthetic h2{color:#b00}.real h2{color:#070}.uncertain h2{color:#a60}"
-        ".pdq{font-family:monospace;font-size:small}"
-        "rect{fill:none;stroke-width:3}rect.w3{stroke:#f0f}rect.w2{stroke:#0ff}rect.w0{stroke:#ff0}"
-        "text{fill:#ff0;paint-order:stroke;stroke:#000;stroke-width:3px}"
-        "td,th{padding:0 .6em;text-align:right}</style>"
-        f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
-        "<p>Boxes: magenta = 3x3 windows (224 px patches), cyan = 2x2 windows (112 px patches), "
-        "numbered by fusion attention rank. The demo checkpoint is a small research model "
-        "(see MODEL_CARD.md), not a production detector. The heading is the decision "
-        "(synthetic / uncertain / real, see README: Provenance and the decision).</p>"
-        f"{''.join(cards)}<h2>Dead letters</h2><ul>{letters}</ul>"
-    )
-    return page
-
-
 def main() -> int:
     images = demo_images()
     began = time.monotonic()
     with kafka() as bootstrap, image_server(images[0].parent) as base_url:
         sent = publish(bootstrap, images, base_url)
+        other = os.environ.get("DEMO_CHECKPOINT")
+        checkpoint = [f"model.checkpoint={other}"] if other else []
         settings = ServiceSettings.load(
             [
                 f"kafka.bootstrap_servers={bootstrap}",
@@ -376,6 +287,7 @@ def main() -> int:
                 "fetch.retries=0",
                 "http.port=0",
                 "logging.level=warning",
+                *checkpoint,
             ]
         )
         configure_logging(settings.logging.level, "console")
@@ -385,14 +297,23 @@ def main() -> int:
         verdicts, dead = collect(bootstrap, expected=len(sent), timeout_s=300)
         service.stop()
         thread.join(timeout=settings.shutdown.grace_s + 5)
-    page = write_html(verdicts, dead, sent)
-    synthetic = sum(v.label == "synthetic" for v in verdicts)
-    print(
-        f"[demo] {len(sent)} events -> {len(verdicts)} verdicts ({synthetic} synthetic, "
-        f"{len(verdicts) - synthetic} real) + {len(dead)} dead letters in "
-        f"{time.monotonic() - began:.1f}s; page: {page.relative_to(ROOT)}"
+    page = write_html(verdicts, dead, sent, OUT)
+    with (OUT / "verdicts.jsonl").open("w") as fh:  # the page's source, for checks
+        fh.writelines(v.model_dump_json() + "\n" for v in verdicts)
+    sample = service.metrics.registry.get_sample_value  # the verdict cache's counters
+    cache = {k: int(sample(f"synthscan_verdict_cache_{k}_total") or 0) for k in CACHE_COUNTS}
+    scored = (
+        f"; images scored {cache['misses']}, exact copies reused {cache['hits']}, "
+        f"near-duplicates of a synthetic label scored {cache['near_duplicate_hits']}"
     )
-    return 0 if len(verdicts) + len(dead) == len(sent) else 1
+    print(
+        f"[demo] {summary(len(sent), verdicts, len(dead))} in "
+        f"{time.monotonic() - began:.1f}s{scored}; page: {page.relative_to(ROOT)}"
+    )
+    problems = disagreements(page.read_text(), verdicts, len(sent), len(dead))
+    for problem in problems:
+        print(f"[demo] the page disagrees with the verdicts: {problem}")
+    return 0 if len(verdicts) + len(dead) == len(sent) and not problems else 1
 
 
 if __name__ == "__main__":

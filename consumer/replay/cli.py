@@ -77,6 +77,7 @@ def run_replay(
     stop: threading.Event | None = None,
 ) -> ReplayOutcome:
     """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional."""
+    from consumer.assembly import decision_policy
     from consumer.replay.runner import ReplayRunner
 
     _validate(options)
@@ -88,6 +89,7 @@ def run_replay(
     )
     detector = _detector(options, settings, detector)
     info = detector.info
+    decision_policy(settings, info)  # refuses like the service, before any state is written
     model = {
         "version": info.version,
         "weights_sha256": info.weights_sha256,
@@ -101,7 +103,7 @@ def run_replay(
         state = _new_state(options, settings, run_id, state_path, model)
     output = _output(options, settings, state if resuming else None)
     runner = ReplayRunner(
-        settings, state, _predictor(settings, detector), _records(options, run_id, info),
+        settings, state, _predictor(settings, detector), _records(options, settings, run_id, info),
         output, progress=options.progress, stop=stop,
     )  # fmt: skip
     try:
@@ -171,19 +173,12 @@ def _new_state(
 
 
 def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) -> Any:
+    """Loaded like the service's (:mod:`consumer.assembly`: the sha256 check included)."""
     if detector is None:
-        from consumer.model_reload import adapter_files
-        from detector import Detector
+        from consumer.assembly import load_checked_detector
 
-        m = settings.model
-        adapters = adapter_files(m) if options.adapters is None else options.adapters
-        detector = Detector.from_checkpoint(
-            options.checkpoint or m.checkpoint,
-            device=m.device,
-            precision=m.precision,
-            adapters=adapters,
-            limits=settings.decode,
-            max_batch=settings.batching.max_batch_size,
+        detector = load_checked_detector(
+            settings, checkpoint=options.checkpoint, adapters=options.adapters
         )
     if options.threshold is not None:  # a candidate threshold: same weights, new labels
         detector = detector.with_threshold(options.threshold)
@@ -196,12 +191,18 @@ def _predictor(settings: ServiceSettings, detector: Any) -> Any:
     return with_cache(detector, getattr(settings, "cache", None))
 
 
-def _records(options: ReplayOptions, run_id: str, info: Any) -> Any:
-    from consumer.records import RecordFactory, model_stamp
+def _records(options: ReplayOptions, settings: ServiceSettings, run_id: str, info: Any) -> Any:
+    """The service's record factory (same decision policy and band), replay's topics."""
+    from consumer.assembly import record_factory
 
     topic = options.output_topic or "replay"
-    return RecordFactory(
-        model_stamp(info), topic, f"{topic}.dlq", f"synthscan-replay-{run_id}", run_id
+    return record_factory(
+        settings,
+        info,
+        verdict_topic=topic,
+        dead_letter_topic=f"{topic}.dlq",
+        group=f"synthscan-replay-{run_id}",
+        instance=run_id,
     )
 
 
@@ -286,6 +287,7 @@ def main(args: argparse.Namespace) -> int:
     """The subcommand; exit 0 when complete, 130 when interrupted (resume with --run-id)."""
     from pydantic import ValidationError
 
+    from consumer.errors import ConfigurationError
     from consumer.logs import configure_logging
     from consumer.settings import ServiceSettings, describe_error
 
@@ -320,7 +322,7 @@ def main(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         outcome = run_replay(options, settings, stop=stop)
-    except ValueError as exc:
+    except (ValueError, ConfigurationError) as exc:
         print(f"cannot replay: {exc}", file=sys.stderr)
         return 2
     finally:

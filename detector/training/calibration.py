@@ -126,3 +126,128 @@ def calibrate(
         n_fake=m.n_fake,
         data=data,
     )
+
+
+@dataclass(frozen=True)
+class DecisionBand:
+    """The moderator's band: ``real`` below ``real_below``, ``synthetic`` from
+    ``synthetic_from``, ``uncertain`` in between, with the validation rates it achieves.
+
+    Rule (:func:`decision_band`), on VALIDATION scores (where the threshold is chosen):
+
+    1. ``synthetic_from``: the lowest edge at which at most ``max_fpr`` of the real photos
+       score at or above it (:func:`threshold_at_fpr`).
+    2. ``real_below``: the highest edge that keeps at least ``min_tpr`` of the fakes at or
+       above it (halfway to the next lower score, like the threshold).
+    3. When they cross (``real_below > synthetic_from``: the data separate at both rates), the
+       band spans the gap between them: real below the lower one, synthetic from the upper one.
+       Both error bounds still hold and ``uncertain`` stays reachable.
+    4. The band is widened to contain the threshold, so ``decision`` never contradicts
+       ``label`` (synthetic implies ``score >= threshold``, real implies below it); a wider
+       band only lowers both error rates.
+    5. Edges are kept inside (0, 1) so every outcome stays reachable.
+    """
+
+    real_below: float
+    synthetic_from: float
+    max_fpr: float
+    """Target: real photos decided ``synthetic`` (at most)."""
+    min_tpr: float
+    """Target: fakes kept out of ``real`` (at least)."""
+    fpr: float
+    """Achieved: share of validation real photos at or above ``synthetic_from``."""
+    fake_above_real_edge: float
+    """Achieved: share of validation fakes at or above ``real_below``."""
+    real_below_real_edge: float
+    """Share of validation real photos decided ``real``."""
+    fake_synthetic: float
+    """Share of validation fakes decided ``synthetic``."""
+    n_real: int
+    n_fake: int
+    crossed: bool = False
+    """Rule 3 applied: the edges crossed and were swapped."""
+    data: str = ""
+
+    def edges(self) -> tuple[float, float]:
+        """``(real_below, synthetic_from)``."""
+        return self.real_below, self.synthetic_from
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _below(high: float, others: npt.NDArray[np.float64]) -> float:
+    """Halfway from ``high`` down to the next lower value of ``others`` (just below when none)."""
+    under = others[others < high]
+    if under.size == 0:
+        return float(np.nextafter(high, -np.inf))
+    return float((high + under.max()) / 2)
+
+
+def edge_at_tpr(fake_scores: npt.ArrayLike, min_tpr: float, all_scores: npt.ArrayLike) -> float:
+    """The highest edge with ``mean(fake_scores >= edge) >= min_tpr``."""
+    s = np.sort(np.asarray(fake_scores, dtype=np.float64).ravel())
+    if s.size == 0:
+        raise ValueError("a decision band needs synthetic (label 1) validation images")
+    if not 0.0 < min_tpr <= 1.0:
+        raise ValueError("min_tpr must be in (0, 1]")
+    k = math.floor((1.0 - min_tpr) * s.size + 1e-9)  # fakes allowed below the edge
+    return _below(float(s[k]), np.asarray(all_scores, dtype=np.float64).ravel())
+
+
+def decision_band(
+    real_scores: npt.ArrayLike,
+    fake_scores: npt.ArrayLike,
+    threshold: float,
+    *,
+    max_fpr: float = 0.01,
+    min_tpr: float = 0.95,
+    data: str = "",
+) -> DecisionBand:
+    """The band's edges from validation scores (see :class:`DecisionBand` for the rule)."""
+    real = np.asarray(real_scores, dtype=np.float64).ravel()
+    fake = np.asarray(fake_scores, dtype=np.float64).ravel()
+    pool = np.concatenate([real, fake])
+    high = threshold_at_fpr(real, max_fpr, pool)
+    low = edge_at_tpr(fake, min_tpr, pool)
+    crossed = low > high
+    if crossed:
+        low, high = high, low
+    low, high = min(low, threshold), max(high, threshold)
+    tiny = float(np.nextafter(0.0, 1.0))
+    high = min(high, float(np.nextafter(1.0, 0.0)))
+    low = min(max(low, tiny), float(np.nextafter(high, 0.0)))
+    return DecisionBand(
+        real_below=low,
+        synthetic_from=high,
+        max_fpr=max_fpr,
+        min_tpr=min_tpr,
+        fpr=float((real >= high).mean()),
+        fake_above_real_edge=float((fake >= low).mean()),
+        real_below_real_edge=float((real < low).mean()),
+        fake_synthetic=float((fake >= high).mean()),
+        n_real=int(real.size),
+        n_fake=int(fake.size),
+        crossed=crossed,
+        data=data,
+    )
+
+
+def band_metadata(
+    real_scores: npt.ArrayLike,
+    fake_scores: npt.ArrayLike,
+    threshold: float,
+    *,
+    max_fpr: float = 0.01,
+    min_tpr: float = 0.95,
+    data: str = "",
+) -> dict[str, Any]:
+    """The checkpoint metadata of the band (``CheckpointMetadata.decision_band``): for whoever
+    ships a checkpoint, next to ``threshold``::
+
+        meta = replace(meta, decision_band=band_metadata(val_real, val_fake, meta.threshold))
+    """
+    band = decision_band(
+        real_scores, fake_scores, threshold, max_fpr=max_fpr, min_tpr=min_tpr, data=data
+    )
+    return band.to_dict()

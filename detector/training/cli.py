@@ -119,6 +119,12 @@ def _add_calibrate(sub: Subparsers) -> None:
     p.add_argument("--split", help="manifest split (e.g. val); never test")
     p.add_argument("--method", default="fpr", choices=["fpr", "f1"])
     p.add_argument("--target-fpr", type=float, default=0.05, help="for --method fpr")
+    p.add_argument(
+        "--band-fpr", type=float, default=0.01, help="decision band: real photos decided synthetic"
+    )
+    p.add_argument(
+        "--band-tpr", type=float, default=0.95, help="decision band: fakes kept out of 'real'"
+    )
     p.add_argument("--out", type=Path, help="output checkpoint (default: overwrite)")
     p.add_argument("--half", action="store_true", help="store fp16 weights")
     _common(p)
@@ -269,6 +275,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         split=args.split,
         method=args.method,
         target_fpr=args.target_fpr,
+        band_fpr=args.band_fpr,
+        band_tpr=args.band_tpr,
         half=args.half,
         batch_size=args.batch_size,
         workers=args.workers,

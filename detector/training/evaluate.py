@@ -14,7 +14,7 @@ import torch
 from detector.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
 from detector.model import GLFF, GlobalOnly
 from detector.training.augment import Perturb
-from detector.training.calibration import Calibration, Method, calibrate
+from detector.training.calibration import Calibration, Method, band_metadata, calibrate
 from detector.training.datasets import Sample, SkipReport, load_samples
 from detector.training.metrics import average_precision
 from detector.training.report import Scored, write_reports
@@ -161,6 +161,8 @@ def calibrate_checkpoint(
     split: str | None = None,
     method: Method = "fpr",
     target_fpr: float = 0.05,
+    band_fpr: float = 0.01,
+    band_tpr: float = 0.95,
     half: bool = False,
     batch_size: int = 32,
     workers: int = 2,
@@ -170,7 +172,9 @@ def calibrate_checkpoint(
     """Choose the threshold on validation ``data``; write the checkpoint with it to ``out``.
 
     With ``half`` the weights are stored as fp16 and the threshold is chosen with those
-    rounded weights, so the stored threshold matches what inference computes.
+    rounded weights, so the stored threshold matches what inference computes. The moderator's
+    decision band is chosen on the same scores (``band_fpr``: real photos decided synthetic at
+    most; ``band_tpr``: fakes kept out of ``real`` at least) and stored as ``decision_band``.
     Returns the calibration and the new file's sha256.
     """
     _refuse_test_data(data, split)
@@ -195,7 +199,11 @@ def calibrate_checkpoint(
     training: dict[str, Any] = {**meta.training, "calibration": cal.to_dict()}
     if skips.count:
         training["calibration"]["skipped_files"] = skips.count
-    new_meta = replace(meta, threshold=cal.threshold, training=training)
+    y, s = labels[ok], scores[ok]
+    band = band_metadata(
+        s[y == 0], s[y == 1], cal.threshold, max_fpr=band_fpr, min_tpr=band_tpr, data=where
+    )
+    new_meta = replace(meta, threshold=cal.threshold, training=training, decision_band=band)
     if half:
         model.half()
     sha = save_checkpoint(out, model.cpu(), new_meta)

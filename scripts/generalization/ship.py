@@ -18,6 +18,7 @@ import argparse
 import csv
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import cast
 
@@ -41,7 +42,7 @@ from study import (
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import GLFF, GlobalOnly, ModelConfig, count_parameters
 from detector.representation import InputRepr
-from detector.training.calibration import Calibration, calibrate
+from detector.training.calibration import Calibration, band_metadata, calibrate
 from detector.training.metrics import average_precision
 
 Row = dict[str, str]
@@ -190,7 +191,9 @@ def main() -> None:
         "val": {"real": int((yv == 0).sum()), "fake": int((yv == 1).sum())},
     }
     model.half()
-    sha = save_checkpoint(args.out, model, _metadata(args, cfg, cal, counts, c, val_ap))
+    meta = _metadata(args, cfg, cal, counts, c, val_ap)  # + the moderator's band, same scores
+    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, data=where)
+    sha = save_checkpoint(args.out, model, replace(meta, decision_band=band))
     _record(args, train, val, sv)
     summary = {"out": str(args.out), "sha256": sha, "parameters": count_parameters(model)}
     print(json.dumps({**summary, **counts, "val_ap": val_ap, "C": c, **cal.to_dict()}))

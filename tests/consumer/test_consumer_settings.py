@@ -154,3 +154,26 @@ def test_invalid_settings_never_echo_their_values(
     err = capsys.readouterr().err
     assert "invalid" in err and "kafka." in err
     assert "hunter2" not in err
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("decision.uncertain_high=1.0", "decision.uncertain_high"),
+        ("decision.uncertain_low=0", "decision.uncertain_low"),
+        ("decision.uncertain_margin=0", "decision.uncertain_margin"),
+    ],
+)
+def test_a_decision_edge_that_hides_an_outcome_is_refused_naming_it(
+    override: str, named: str
+) -> None:
+    from consumer.settings import describe_error
+
+    with pytest.raises(ValidationError) as info:
+        ServiceSettings.load([override])
+    assert named in describe_error(info.value)
+
+
+def test_decision_edges_that_leave_no_uncertain_band_are_refused() -> None:
+    with pytest.raises(ValidationError, match="uncertain_low must be below"):
+        ServiceSettings.load(["decision.uncertain_low=0.7", "decision.uncertain_high=0.6"])

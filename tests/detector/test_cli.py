@@ -72,6 +72,10 @@ def test_init_checkpoint_then_predict_with_overlay(
     assert by_path["broken.jpg"]["error"]["type"] == "ImageDecodeError"
     a = by_path["a.png"]
     assert a["width"] == 300 and len(a["patches"]) == 6 and a["threshold"] == 0.3
+    assert list(a)[:3] == ["path", "decision", "label"]  # the decision leads
+    assert a["decision"] in ("synthetic", "uncertain", "real")
+    assert a["label"] == ("synthetic" if a["score"] >= 0.3 else "real")
+    assert "real below 0.200, synthetic from 0.400" in a["reasons"][0]["detail"]  # fallback
     drawn = np.asarray(Image.open(a["overlay"]))
     assert drawn.shape == (200, 300, 3)
     original = random_array(200, 300)

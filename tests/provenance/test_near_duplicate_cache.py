@@ -7,12 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import pytest
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
 from consumer.settings import CacheSettings
-from consumer.verdict_cache import CachedPrediction, with_cache
+from consumer.verdict_cache import CachedPrediction, MatchedPrediction, pixel_digest, with_cache
 from detector import PatchEvidence, Prediction
 from provenance import pdq_hash
 
@@ -30,6 +29,11 @@ class _Image:
     sha256: str
     width: int
     height: int
+
+
+@dataclass
+class _Pixels(_Image):
+    pixels: Any
 
 
 class _Model:
@@ -55,7 +59,9 @@ class _Model:
         ]
 
 
-def test_a_resized_copy_reuses_the_verdict_with_scaled_boxes_and_counts_it() -> None:
+def test_a_resized_copy_of_a_fake_is_scored_and_carries_the_match() -> None:
+    """A near-duplicate never reuses a verdict: it is scored (its own boxes and size) and
+    the match to the earlier synthetic image comes along as a reason."""
     from skimage import data
 
     photo = Image.fromarray(data.astronaut())
@@ -67,22 +73,45 @@ def test_a_resized_copy_reuses_the_verdict_with_scaled_boxes_and_counts_it() -> 
     model = _Model()
     predictor = with_cache(model, CacheSettings(), registry)
     cache = predictor.cache
-    for sha, img in (("a", photo), ("b", half), ("c", other)):
-        cache.note_pdq(sha, pdq_hash(np.asarray(img)))
+    for sha, img, event in (("a", photo, "ev-a"), ("b", half, "ev-b"), ("c", other, "ev-c")):
+        cache.note_pdq(sha, pdq_hash(np.asarray(img)), event)
     first = predictor.predict([_Image("a", 512, 512)])[0]
     again = predictor.predict([_Image("b", 256, 256)])[0]
     unrelated = predictor.predict([_Image("c", 600, 400)])[0]
-    assert not isinstance(first, CachedPrediction)
-    assert isinstance(again, CachedPrediction) and again.match == "near_duplicate"
-    assert 0 < again.distance <= 40
+    assert not isinstance(first, (CachedPrediction, MatchedPrediction))
+    assert isinstance(again, MatchedPrediction) and not again.cached
+    assert again.matched_event_id == "ev-a" and 0 < again.distance <= 40
     assert again.patches[0].box == (0, 0, 256, 256) and (again.width, again.height) == (256, 256)
-    assert not isinstance(unrelated, CachedPrediction)
-    assert model.calls == 2
+    assert not isinstance(unrelated, (CachedPrediction, MatchedPrediction))
+    assert model.calls == 3  # every image scored
     sample = registry.get_sample_value
     assert sample("synthscan_verdict_cache_near_duplicate_hits_total") == 1
-    assert sample("synthscan_verdict_cache_hit_ratio") == pytest.approx(1 / 3)
+    assert sample("synthscan_verdict_cache_hit_ratio") == 0.0
     exact = predictor.predict([_Image("a", 512, 512)])[0]
     assert isinstance(exact, CachedPrediction) and exact.match == "exact"
+    copy_of_b = predictor.predict([_Image("b", 256, 256)])[0]  # exact copy keeps the match
+    assert isinstance(copy_of_b, MatchedPrediction) and copy_of_b.cached
+    assert model.calls == 3
+
+
+def test_same_decoded_pixels_with_other_bytes_is_an_exact_hit() -> None:
+    import torch
+
+    pixels = torch.randint(0, 255, (3, 16, 16), dtype=torch.uint8)
+    model = _Model()
+    predictor = with_cache(model, CacheSettings())
+    images = [
+        _Pixels("a", 16, 16, pixels),
+        _Pixels("b", 16, 16, pixels.clone()),
+        _Pixels("c", 16, 16, pixels.flip(2)),
+    ]
+    for image in images:  # the provenance step notes each digest in the decode pool
+        predictor.cache.note_pixels(image.sha256, pixel_digest(image))
+    predictor.predict([images[0]])
+    same = predictor.predict([images[1]])[0]
+    other = predictor.predict([images[2]])[0]
+    assert isinstance(same, CachedPrediction) and not isinstance(other, CachedPrediction)
+    assert model.calls == 2
 
 
 def test_a_near_copy_of_a_real_photo_is_scored_not_reused() -> None:
@@ -97,7 +126,7 @@ def test_a_near_copy_of_a_real_photo_is_scored_not_reused() -> None:
     predictor.cache.note_pdq("b", pdq_hash(np.asarray(photo.resize((256, 256)))))
     predictor.predict([_Image("a", 512, 512)])
     copy = predictor.predict([_Image("b", 256, 256)])[0]
-    assert not isinstance(copy, CachedPrediction) and model.calls == 2
+    assert not isinstance(copy, (CachedPrediction, MatchedPrediction)) and model.calls == 2
     exact = predictor.predict([_Image("a", 512, 512)])[0]  # the same bytes still hit
     assert isinstance(exact, CachedPrediction) and exact.match == "exact"
 

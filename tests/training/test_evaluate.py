@@ -173,6 +173,9 @@ def test_calibrate_writes_threshold_and_refuses_test_data(
     assert meta["threshold"] == pytest.approx(cal.threshold)
     assert meta["training"]["calibration"]["method"] == "fpr"
     assert meta["training"]["calibration"]["fpr"] <= 0.2
+    band = meta["decision_band"]
+    assert 0 < band["real_below"] <= cal.threshold <= band["synthetic_from"] < 1
+    assert (band["max_fpr"], band["min_tpr"], band["n_real"] + band["n_fake"]) == (0.01, 0.95, 12)
     from safetensors import safe_open
 
     with safe_open(str(out), "pt") as fh:
