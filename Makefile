@@ -43,7 +43,8 @@ interop-deps: $(STAMP)
 # the demo page's screenshot test (tests/test_demo_page.py) renders it in Debian's headless
 # Chromium; without it that test is skipped (SYNTHSCAN_REQUIRE_CHROMIUM=1, as in CI: it fails)
 chromium:
-	@command -v chromium >/dev/null || apt-get install -y --no-install-recommends chromium \
+	@command -v chromium >/dev/null || apt-get install -y -q --no-install-recommends chromium \
+		|| { apt-get update -q && apt-get install -y -q --no-install-recommends chromium; } \
 		|| echo "warning: chromium not installed (apt-get install chromium): the page screenshot test is skipped"
 
 kafka-up: install
