@@ -6,9 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from detector import Detector
+from detector import CheckpointError, Detector
+from detector.adapters.file import Adapter, AdapterMetadata
 from detector.adapters.multi import forward_with_adapters
-from detector.adapters.tail import check_adaptable, default_split
+from detector.adapters.tail import Tail, check_adaptable, default_split
 from detector.batching import collate_images
 from detector.checkpoint import CheckpointMetadata
 from detector.decode import DecodedImage
@@ -60,3 +61,32 @@ def test_adapter_free_scores_through_the_adapter_path_equal_the_engines(
     out, extra = forward_with_adapters(base, default_split(base), [], pixels, sizes)
     assert extra.shape == (3, 0)
     torch.testing.assert_close(torch.sigmoid(out.logits), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("arch", "input_repr"), [("glff", "npr"), ("global_only", "both")])
+def test_a_detector_with_an_adapter_keeps_the_base_score(arch: str, input_repr: str) -> None:
+    model = _model(arch, input_repr)
+    meta = CheckpointMetadata(name="parity", version="1", threshold=0.5, config=model.config)
+    base = check_adaptable(model)
+    split = default_split(base)
+    tail = Tail.of(base, split, copy_weights=True)
+    torch.nn.init.normal_(tail.head.weight)  # an adapter that disagrees with the base
+    adapter = Adapter("g", tail.eval(), 0.5, "0" * 64, AdapterMetadata("g", "full", split, ""))
+    decoded = [DecodedImage(_image(s), 190, 150, "PNG", "RGB", "") for s in range(2)]
+    plain = Detector(model, meta, device="cpu", runtime="eager").predict(decoded)
+    both = Detector(model, meta, device="cpu", adapters=[adapter]).predict(decoded)
+    for p, q in zip(plain, both, strict=True):
+        assert q.attribution is not None
+        base_score, adapter_score = q.attribution.scores[0].score, q.attribution.scores[1].score
+        assert abs(base_score - p.score) < 1e-5
+        assert abs(adapter_score - base_score) > 1e-4
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"patch_strategy": "random"}, {"patch_strategy": "rsz448"}, {"local_backbone": "separate"}],
+)
+def test_models_the_adapter_tail_cannot_split_are_refused(changes: dict[str, str]) -> None:
+    model = build_model(ModelConfig(backbone="mobilenet_v2", **changes))  # type: ignore[arg-type]
+    with pytest.raises(CheckpointError, match="adapters need"):
+        check_adaptable(model)
