@@ -34,6 +34,9 @@ log = structlog.get_logger("consumer.processor")
 
 _IDLE_TIMEOUT_S = 0.1
 _BUSY_TIMEOUT_S = 0.005
+_DRAIN_SHARE = 0.8
+"""Share of the shutdown grace period the drain may take; the rest is for close (flush,
+final commit, leaving the group)."""
 
 
 class Undeliverable:
@@ -279,7 +282,7 @@ class StreamProcessor:
         log.info("draining", in_flight=self._tracker.in_flight())
         try:
             self._consumer.pause(self._consumer.assignment())
-            budget = max(0.0, grace_s * 0.8 - (time.monotonic() - began))
+            budget = max(0.0, grace_s * _DRAIN_SHARE - (time.monotonic() - began))
             self._head.join(budget)
         except Exception:
             log.exception("drain_failed")

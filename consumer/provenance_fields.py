@@ -5,8 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from provenance import CacheMatch, DecisionPolicy, ProvenanceReport, decide
+from schemas import (
+    MAX_FINDINGS,
+    MAX_REASONS,
+    MAX_UNREADABLE,
+    PdqInfo,
+    ProvenanceFinding,
+    ProvenanceInfo,
+    Reason,
+    UnreadableSource,
+)
 from schemas import CacheMatch as WireCacheMatch
-from schemas import PdqInfo, ProvenanceFinding, ProvenanceInfo, Reason, UnreadableSource
 
 __all__ = ["cache_match_of", "policy_of", "verdict_fields"]
 
@@ -45,7 +54,7 @@ def verdict_fields(
     fields: dict[str, Any] = {
         "decision": decision,
         "reasons": [
-            Reason(kind=r.kind, detail=r.detail, decisive=r.decisive) for r in reasons[:256]
+            Reason(kind=r.kind, detail=r.detail, decisive=r.decisive) for r in reasons[:MAX_REASONS]
         ],
         "cache_match": None
         if match is None
@@ -61,10 +70,11 @@ def verdict_fields(
                     verified=f.verified,
                     detail=f.detail,
                 )
-                for f in report.findings[:128]
+                for f in report.findings[:MAX_FINDINGS]
             ],
             unreadable=[
-                UnreadableSource(source=u.source, reason=u.reason) for u in report.unreadable[:32]
+                UnreadableSource(source=u.source, reason=u.reason)
+                for u in report.unreadable[:MAX_UNREADABLE]
             ],
             c2pa_state=report.c2pa_state,
             elapsed_ms=report.elapsed_ms,

@@ -13,6 +13,7 @@ As a process: ``python -m consumer run`` (SIGTERM/SIGINT stop it the same way).
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -278,7 +279,8 @@ class Service:
     def _on_producer_error(self, err: KafkaError) -> None:
         """Transactional producer: a fatal error surfaces in the next transactional call, where
         the commit step replaces the producer (or stops the service when it was fenced)."""
-        log.log(40 if err.fatal() else 30, "kafka_producer_error", error=str(err))
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log.log(level, "kafka_producer_error", error=str(err))
 
     def _install_signal_handlers(self) -> None:
         def handler(signum: int, frame: FrameType | None) -> None:

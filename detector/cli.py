@@ -1,15 +1,13 @@
 """Command line: ``python -m detector {predict,init-checkpoint,convert}``.
 
-``adapt`` (few-shot adapters, :mod:`detector.adapters.cli`) needs the training package too.
-
-The training package adds ``train``, ``calibrate`` and ``evaluate`` through
-``detector.training.cli.register(subparsers)`` when it is installed.
+``adapt`` (few-shot adapters) comes from :mod:`detector.adapters.cli`, and ``train``,
+``calibrate``, ``evaluate`` and ``synth-fakes`` from :mod:`detector.training.cli`, each through
+its ``register(subparsers)``; shared options live in :mod:`detector.arguments`.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 from collections.abc import Sequence
@@ -19,21 +17,21 @@ from typing import Any, get_args
 
 import torch
 
+from detector.adapters.cli import register as register_adapt
+from detector.arguments import add_arch_argument
 from detector.backbones import BACKBONES
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.errors import DetectorError
 from detector.model import (
-    ARCH_ALIASES,
-    Arch,
     LocalBackbone,
     ModelConfig,
     PatchChoice,
     build_model,
-    canonical_arch,
     count_parameters,
 )
 from detector.patches import PatchStrategy
 from detector.psm import Suppression
+from detector.training.cli import register as register_training
 
 __all__ = ["build_parser", "main"]
 
@@ -79,17 +77,6 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.set_defaults(func=_predict)
 
 
-def add_arch_argument(p: argparse.ArgumentParser) -> None:
-    """``--arch glff|global_only``; the old names ``cnn_aug`` and ``global`` still work."""
-    p.add_argument(
-        "--arch",
-        default="glff",
-        type=canonical_arch,
-        choices=get_args(Arch),
-        help=f"model architecture (old names: {', '.join(sorted(ARCH_ALIASES))})",
-    )
-
-
 def _add_init(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init-checkpoint", help="write a random- or ImageNet-initialised checkpoint")
     p.add_argument("--out", required=True, type=Path)
@@ -125,7 +112,7 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The ``python -m detector`` parser, with the training commands when available."""
+    """The ``python -m detector`` parser: its own commands, training's and ``adapt``."""
     parser = argparse.ArgumentParser(
         prog="python -m detector", description="GLFF synthetic-image detector"
     )
@@ -133,17 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_init(sub)
     _add_convert(sub)
-    try:
-        training_cli = importlib.import_module("detector.training.cli")  # owned by training work
-    except ModuleNotFoundError as exc:  # only a missing training package is tolerated
-        if exc.name not in ("detector.training", "detector.training.cli"):
-            raise
-        training_cli = None
-    if training_cli is not None:
-        training_cli.register(sub)
-        from detector.adapters.cli import register as register_adapt
-
-        register_adapt(sub)
+    register_training(sub)
+    register_adapt(sub)
     return parser
 
 

@@ -292,13 +292,12 @@ class Detector:
         reads_padding = (
             self.device.type != "cpu"
             or self.metadata.config.input_repr != "rgb"
-            or bool(self.adapters)
             or getattr(self.model, "reference_crops", True)
         )
         pixels, sizes = collate_images(pixels_list, zero_padding=reads_padding)
         pixels = pixels.to(self.device, non_blocking=True)
         with torch.inference_mode(), self._autocast():
-            if self.adapters and isinstance(self.model, GLFF):
+            if self.adapters:
                 from detector.adapters.multi import forward_with_adapters
 
                 out, extra = forward_with_adapters(

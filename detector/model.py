@@ -17,6 +17,12 @@ On the CPU the views get ``roi_align``'s samples from the ``uint8`` pixels direc
 
 For ``random`` and ``rsz448`` the boxes do not depend on ``F``, so the global view and the
 patches are cropped in one call and run through a shared backbone as one batch.
+
+One forward path, in timm's split: ``forward = forward_head(forward_features(...))``;
+``forward_features`` (steps 1-4: views, input representation, trunks, patch selection, tokens)
+is ``forward_trunk`` (the trunk maps; with ``split``, stopped after that trunk module, which
+the adapters in :mod:`detector.adapters` build on) followed by the embedding;
+``forward_head`` is step 5 (fusion + classifier, :func:`detector.heads.classify`).
 """
 
 from __future__ import annotations
@@ -27,7 +33,6 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple, get_args
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from detector.affm import AFFM
@@ -41,7 +46,14 @@ from detector.crops import (
     roi_crops,
 )
 from detector.forensic import ForensicNet, native_crops
-from detector.patches import PatchStrategy, num_patches, select_patches, with_activations
+from detector.heads import Features, TrunkMaps, classify, token
+from detector.patches import (
+    PatchSelection,
+    PatchStrategy,
+    num_patches,
+    select_patches,
+    with_activations,
+)
 from detector.psm import Suppression, central_squares
 from detector.representation import (
     InputRepr,
@@ -55,9 +67,11 @@ __all__ = [
     "ARCH_ALIASES",
     "GLFF",
     "Arch",
+    "Features",
     "GLFFOutput",
     "GlobalOnly",
     "ModelConfig",
+    "TrunkMaps",
     "build_model",
     "canonical_arch",
     "count_parameters",
@@ -217,17 +231,19 @@ class GLFF(nn.Module):
         x = normalize_input(crops, self.config.input_repr, self.config.mean, self.config.std)
         return self._trunk(x, local)
 
-    def _trunk(self, x: torch.Tensor, local: bool) -> torch.Tensor:
-        """Normalised ``[N, 3|6, S, S]`` backbone inputs -> ``[N, C, 7, 7]`` feature maps."""
+    def _trunk(self, x: torch.Tensor, local: bool, stop: int | None = None) -> torch.Tensor:
+        """Normalised ``[N, 3|6, S, S]`` backbone inputs -> ``[N, C, 7, 7]`` feature maps (with
+        ``stop``: the maps after the shared trunk's first ``stop`` modules)."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        if stop is not None:
+            return self.backbone.features[:stop](x)
         net = self.local_backbone if local and self.local_backbone is not None else self.backbone
         return net(x)
 
     def _embed(self, fmap: torch.Tensor, local: bool) -> torch.Tensor:
-        pooled = fmap.mean(dim=(2, 3))
         layer = self.local_embed if local and self.local_embed is not None else self.embed
-        return F.relu(layer(pooled))
+        return token(fmap, layer)
 
     def _local_maps(
         self,
@@ -235,29 +251,40 @@ class GLFF(nn.Module):
         sizes: torch.Tensor,
         views: Callable[[torch.Tensor], torch.Tensor],
         boxes: torch.Tensor,
+        split: int | None = None,
     ) -> torch.Tensor:
         """Patches ``boxes [B, K, 4]`` -> local feature maps ``[B * K, C, h, w]``."""
         if self.forensic is not None:
             return self.forensic(native_crops(pixels, sizes, boxes).flatten(0, 1))
-        return self._trunk(views(boxes).flatten(0, 1), local=True)
+        return self._trunk(views(boxes).flatten(0, 1), local=True, stop=split)
 
-    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
-        """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
+    def forward_trunk(
+        self, pixels: torch.Tensor, sizes: torch.Tensor, *, split: int | None = None
+    ) -> TrunkMaps:
+        """Views + representation + trunk(s): the first half of :meth:`forward_features`.
+
+        ``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]``. With ``split``, the
+        views stop after the first ``split`` trunk modules (adapters run the rest, see
+        :mod:`detector.adapters.tail`); the patches are still selected on the whole trunk's map.
+        """
         cfg = self.config
+        if split is not None and (self.local_backbone is not None or self.forensic is not None):
+            raise ValueError("split needs the shared local backbone")
         sizes = sizes.to(pixels.device)
         views = _cropper(pixels, sizes, cfg, self.reference_crops)
         square = central_squares(sizes).unsqueeze(1)  # [B, 1, 4]
         b, s, k = pixels.shape[0], cfg.input_size, num_patches(cfg.patch_strategy)
         if cfg.patch_strategy == "psm":
-            global_map = self._trunk(views(square)[:, 0], local=False)
+            global_map = self._trunk(views(square)[:, 0], local=False, stop=split)
+            full_map = self._trunk_rest(global_map, split)
             selection = select_patches(
-                global_map.detach(),
+                full_map.detach(),
                 sizes,
                 "psm",
                 suppression=cfg.suppression,
                 iou_threshold=cfg.iou_threshold,
             )
-            local_map = self._local_maps(pixels, sizes, views, selection.boxes)
+            local_map = self._local_maps(pixels, sizes, views, selection.boxes, split)
         elif self.forensic is not None:
             selection = select_patches(
                 None, sizes, cfg.patch_strategy, grid=(s // 32, s // 32), generator=self.generator
@@ -271,19 +298,39 @@ class GLFF(nn.Module):
             )
             crops = views(torch.cat([selection.boxes, square], dim=1))
             if self.local_backbone is None:
-                maps = self._trunk(crops.flatten(0, 1), local=False).unflatten(0, (b, k + 1))
+                maps = self._trunk(crops.flatten(0, 1), local=False, stop=split)
+                maps = maps.unflatten(0, (b, k + 1))
                 local_map, global_map = maps[:, :k].flatten(0, 1), maps[:, k]
             else:
                 global_map = self._trunk(crops[:, k], local=False)
                 local_map = self._trunk(crops[:, :k].flatten(0, 1), local=True)
-            selection = with_activations(selection, global_map.detach(), sizes)
-        global_token = self._embed(global_map, local=False).unsqueeze(1)
-        local_tokens = self._embed(local_map, local=True).unflatten(0, (b, k))
-        fused, attention = self.fusion(torch.cat([local_tokens, global_token], dim=1))
-        logits = self.head(fused).squeeze(1).float()
-        return GLFFOutput(
-            logits, selection.boxes, selection.windows, selection.activations, attention
-        )
+            full_map = self._trunk_rest(global_map, split)
+            selection = with_activations(selection, full_map.detach(), sizes)
+        return TrunkMaps(global_map, local_map, selection)
+
+    def _trunk_rest(self, fmap: torch.Tensor, split: int | None) -> torch.Tensor:
+        """The shared trunk's modules ``[split:]`` on ``fmap`` (``fmap`` itself when None)."""
+        return fmap if split is None else self.backbone.features[split:](fmap)
+
+    def forward_features(self, pixels: torch.Tensor, sizes: torch.Tensor) -> Features:
+        """Views + representation + trunks -> one token per view (K patches, then the global
+        view) and the patch selection."""
+        maps = self.forward_trunk(pixels, sizes)
+        b = pixels.shape[0]
+        global_token = self._embed(maps.global_map, local=False).unsqueeze(1)
+        k = maps.selection.boxes.shape[1]
+        local_tokens = self._embed(maps.local_maps, local=True).unflatten(0, (b, k))
+        return Features(torch.cat([local_tokens, global_token], dim=1), maps.selection)
+
+    def forward_head(self, features: Features) -> GLFFOutput:
+        """Fusion + classifier: :meth:`forward_features`'s output -> the model's outputs."""
+        logits, attention = classify(features.tokens, self.head, self.fusion)
+        sel = features.selection
+        return GLFFOutput(logits, sel.boxes, sel.windows, sel.activations, attention)
+
+    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
+        """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
+        return self.forward_head(self.forward_features(pixels, sizes))
 
 
 class GlobalOnly(nn.Module):
@@ -301,23 +348,37 @@ class GlobalOnly(nn.Module):
         adapt_first_conv(self.backbone, config.input_repr)
         self.head = nn.Linear(self.backbone.out_channels, 1)
 
-    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
+    def forward_trunk(
+        self, pixels: torch.Tensor, sizes: torch.Tensor, *, split: int | None = None
+    ) -> TrunkMaps:
+        """The global view through the trunk (its first ``split`` modules with ``split``);
+        no patches (``local_maps`` is empty)."""
         sizes = sizes.to(pixels.device)
-        cfg = self.config
-        views = _cropper(pixels, sizes, cfg, self.reference_crops)
+        views = _cropper(pixels, sizes, self.config, self.reference_crops)
         x = views(central_squares(sizes).unsqueeze(1))[:, 0]
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        logits = self.head(self.backbone(x).mean(dim=(2, 3))).squeeze(1).float()
-        b = logits.shape[0]
-        empty = logits.new_zeros(b, 0)
-        return GLFFOutput(
-            logits,
-            logits.new_zeros(b, 0, 4),
-            empty.long(),
-            empty,
-            logits.new_ones(b, 1),
-        )
+        fmap = self.backbone(x) if split is None else self.backbone.features[:split](x)
+        b = fmap.shape[0]
+        none = torch.zeros(b, 0, dtype=torch.long, device=fmap.device)
+        boxes = torch.zeros(b, 0, 4, device=fmap.device)
+        selection = PatchSelection(boxes, none, none, none.float())
+        return TrunkMaps(fmap, fmap[:0], selection)
+
+    def forward_features(self, pixels: torch.Tensor, sizes: torch.Tensor) -> Features:
+        """Global view + representation + trunk -> pooled features ``[B, 1, C]``."""
+        maps = self.forward_trunk(pixels, sizes)
+        return Features(token(maps.global_map, None).unsqueeze(1), maps.selection)
+
+    def forward_head(self, features: Features) -> GLFFOutput:
+        """The classifier: ``Linear(C, 1)`` on the pooled features."""
+        logits, attention = classify(features.tokens, self.head, None)
+        sel = features.selection
+        return GLFFOutput(logits, sel.boxes, sel.windows, sel.activations, attention)
+
+    def forward(self, pixels: torch.Tensor, sizes: torch.Tensor) -> GLFFOutput:
+        """``pixels uint8 [B, 3, H, W]`` (zero-padded), ``sizes int64 [B, 2]`` -> outputs."""
+        return self.forward_head(self.forward_features(pixels, sizes))
 
 
 def build_model(

@@ -15,19 +15,14 @@ import threading
 from typing import Any
 
 from provenance.findings import Finding, Unreadable, clip
+from schemas import sniff_image_mime
 
 __all__ = ["C2paResult", "mime_of", "read_c2pa"]
 
-_MAGIC: tuple[tuple[bytes, int, str], ...] = (
-    (b"\xff\xd8\xff", 0, "image/jpeg"),
-    (b"\x89PNG\r\n\x1a\n", 0, "image/png"),
-    (b"WEBP", 8, "image/webp"),
-    (b"II*\x00", 0, "image/tiff"),
-    (b"MM\x00*", 0, "image/tiff"),
-    (b"GIF8", 0, "image/gif"),
-    (b"ftypavif", 4, "image/avif"),
-    (b"ftypheic", 4, "image/heic"),
+C2PA_FORMATS = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/tiff", "image/gif", "image/avif", "image/heic"}
 )
+"""The sniffed formats C2PA embeds manifests in (:func:`schemas.sniff_image_mime` knows more)."""
 _MAX_ACTIONS = 16
 _contexts: dict[str, Any] = {}
 _lock = threading.Lock()
@@ -37,10 +32,8 @@ C2paResult = tuple[list[Finding], list[Unreadable], str | None]
 
 def mime_of(data: bytes) -> str | None:
     """MIME type from the magic bytes, for the formats C2PA embeds in; None otherwise."""
-    for magic, at, mime in _MAGIC:
-        if data[at : at + len(magic)] == magic:
-            return mime
-    return None
+    mime = sniff_image_mime(data)
+    return mime if mime in C2PA_FORMATS else None
 
 
 def _context(anchors_pem: str | None) -> Any:

@@ -26,6 +26,9 @@ from schemas.dead_letter import (
 from schemas.errors import ErrorCode, EventError
 from schemas.image_event import IMAGE_EVENT_TYPE, MAX_METADATA_BYTES, ImageData, ImageEvent
 from schemas.provenance import (
+    MAX_FINDINGS,
+    MAX_REASONS,
+    MAX_UNREADABLE,
     CacheMatch,
     Decision,
     PdqInfo,
@@ -55,8 +58,11 @@ __all__ = [
     "DEAD_LETTER_EVENT_TYPE",
     "IMAGE_EVENT_TYPE",
     "IMAGE_EXTENSIONS",
+    "MAX_FINDINGS",
     "MAX_INLINE_VALUE_BYTES",
     "MAX_METADATA_BYTES",
+    "MAX_REASONS",
+    "MAX_UNREADABLE",
     "VERDICT_EVENT_TYPE",
     "AdapterStamp",
     "Attribution",

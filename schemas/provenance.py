@@ -9,6 +9,9 @@ from pydantic import Field
 from schemas._types import NonNegativeMs, ShortStr, WireModel
 
 __all__ = [
+    "MAX_FINDINGS",
+    "MAX_REASONS",
+    "MAX_UNREADABLE",
     "CacheMatch",
     "Decision",
     "PdqInfo",
@@ -19,6 +22,12 @@ __all__ = [
 ]
 
 Decision = Literal["synthetic", "uncertain", "real"]
+MAX_FINDINGS = 128
+"""Most provenance findings one verdict carries (writers keep the first ones)."""
+MAX_UNREADABLE = 32
+"""Most unreadable sources one verdict carries."""
+MAX_REASONS = 256
+"""Most decision reasons one verdict carries."""
 Text = Annotated[str, Field(max_length=1024)]
 
 
@@ -48,10 +57,10 @@ class UnreadableSource(WireModel):
 class ProvenanceInfo(WireModel):
     """What provenance extraction found in one image."""
 
-    findings: Annotated[list[ProvenanceFinding], Field(max_length=128)] = Field(
+    findings: Annotated[list[ProvenanceFinding], Field(max_length=MAX_FINDINGS)] = Field(
         default_factory=list
     )
-    unreadable: Annotated[list[UnreadableSource], Field(max_length=32)] = Field(
+    unreadable: Annotated[list[UnreadableSource], Field(max_length=MAX_UNREADABLE)] = Field(
         default_factory=list
     )
     c2pa_state: ShortStr | None = None

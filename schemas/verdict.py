@@ -16,7 +16,14 @@ from schemas._types import (
     WireModel,
 )
 from schemas.image_event import Metadata
-from schemas.provenance import CacheMatch, Decision, PdqInfo, ProvenanceInfo, Reason
+from schemas.provenance import (
+    MAX_REASONS,
+    CacheMatch,
+    Decision,
+    PdqInfo,
+    ProvenanceInfo,
+    Reason,
+)
 
 VERDICT_EVENT_TYPE = "io.synthscan.verdict.v1"
 """CloudEvents ``type`` of verdict records."""
@@ -214,7 +221,7 @@ class Verdict(WireModel):
     edges are in the ``pixel_score`` reason); a verified AI-origin C2PA assertion makes it
     ``synthetic`` regardless of the score; a near-duplicate of a synthetic verdict may move
     ``real`` to ``uncertain``. None from writers that predate it."""
-    reasons: Annotated[list[Reason], Field(max_length=256)] = Field(default_factory=list)
+    reasons: Annotated[list[Reason], Field(max_length=MAX_REASONS)] = Field(default_factory=list)
     """Why: the pixel score, each provenance finding, a duplicate match."""
     provenance: ProvenanceInfo | None = None
     """Provenance findings (C2PA, IPTC/XMP, PNG text, EXIF, watermark)."""

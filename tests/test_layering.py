@@ -1,4 +1,5 @@
-"""The detector is pure PyTorch: it never imports the messaging layer."""
+"""Layering: the detector never imports messaging, provenance never imports torch, no import
+cycles and no imports going up inside a package."""
 
 from __future__ import annotations
 
@@ -74,3 +75,109 @@ def test_only_the_kafka_package_imports_the_kafka_client() -> None:
         if kafka not in path.parents and "confluent_kafka" in _imported_roots(path)
     )
     assert offenders == []
+
+
+PACKAGES = ("detector", "consumer", "schemas", "provenance")
+
+
+def _modules() -> dict[str, Path]:
+    """``dotted name -> file`` of every module of our packages (a package is its __init__)."""
+    found: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            found[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return found
+
+
+def _targets(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules that ``name`` imports, wherever the import stands (functions included) and
+    through ``importlib.import_module("...")``; ``if TYPE_CHECKING:`` blocks do not count."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    wanted: list[str] = []
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            return
+        if isinstance(node, ast.Import):
+            wanted.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            wanted.extend(f"{base}.{a.name}" for a in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func).endswith("import_module")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+        ):
+            wanted.append(str(node.args[0].value))
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(), filename=str(path)))
+    found: set[str] = set()
+    for target in wanted:  # "a.b.c" -> the longest prefix that is one of our modules
+        while target and target not in modules:
+            target = target.rpartition(".")[0]
+        if target and target != name:
+            found.add(target)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {name: _targets(name, path, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def connect(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                connect(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while (w := stack.pop()) != v:
+                component.append(w)
+            if component:
+                found.append(sorted([v, *component]))
+
+    for v in sorted(graph):
+        if v not in index:
+            connect(v)
+    return found
+
+
+def test_no_import_cycles() -> None:
+    """No two modules import each other, directly or around a loop, even lazily."""
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_sees_a_loop() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_imports_going_up_inside_a_package() -> None:
+    """A module never imports a package it belongs to (``from detector import X`` inside
+    ``detector/``): the package's front door re-exports for users, and importing it from inside
+    pulls in the whole package (and is how cycles start)."""
+    up = sorted(
+        f"{name} -> {target}"
+        for name, targets in _import_graph().items()
+        for target in targets
+        if name.startswith(target + ".")
+    )
+    assert up == []

@@ -35,7 +35,7 @@ class DetectStep(ProcessingStep[list[WorkItem]]):
     """Runs batches one at a time on the detector in a worker thread.
 
     A batch that raises is retried image by image, so one bad image cannot take its batch
-    with it; an image that still fails becomes an ``internal_error`` dead letter. Items whose
+    with it; an image that still fails becomes an ``inference_failed`` dead letter. Items whose
     partition was revoked meanwhile (``is_live`` False) are dropped before inference.
 
     Batches that queued up while the model was busy (the batch step closes one every

@@ -14,7 +14,7 @@ import torch
 
 if TYPE_CHECKING:
     from detector.checkpoint import CheckpointMetadata
-    from detector.model import GLFF
+    from detector.model import GLFF, GlobalOnly
     from detector.training.datasets import Sample
 
 Subparsers = argparse._SubParsersAction
@@ -65,15 +65,15 @@ def _adapt(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     progress = not args.no_progress
-    glff, meta, base_sha = _load_base(args)
+    base, meta, base_sha = _load_base(args)
     chosen = _draw_shots(args, load_samples(args.data, args.split))
     torch.manual_seed(args.seed)
-    split = default_split(glff)
+    split = default_split(base)
     began = time.monotonic()
-    data, kept = extract_features(glff, split, [s.path for s in chosen], progress=progress)
+    data, kept = extract_features(base, split, [s.path for s in chosen], progress=progress)
     if len(kept) < len(chosen):
         log.warning("skipped %d images that do not decode", len(chosen) - len(kept))
-    base_tail = Tail.of(glff, split, copy_weights=True)
+    base_tail = Tail.of(base, split, copy_weights=True)
     data.pre = precompute(base_tail, data.feats)
     labels = torch.tensor([chosen[i].label for i in kept])
     cfg = AdaptConfig(
@@ -114,7 +114,7 @@ def _adapt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_base(args: argparse.Namespace) -> tuple[GLFF, CheckpointMetadata, str]:
+def _load_base(args: argparse.Namespace) -> tuple[GLFF | GlobalOnly, CheckpointMetadata, str]:
     """The base checkpoint's model (checked adaptable), metadata and file sha256."""
     from detector.adapters.tail import check_adaptable
     from detector.checkpoint import file_sha256, load_checkpoint

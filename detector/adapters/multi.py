@@ -1,7 +1,8 @@
 """Base + adapters in one pass, and how their scores combine into one decision.
 
-:func:`forward_with_adapters` runs the shared prefix and the base's patch selection once, then
-the base tail and every adapter's tail on the same feature maps.
+:func:`forward_with_adapters` runs the model's views, the shared prefix and the base's patch
+selection once (the model's own ``forward_trunk``), then the base tail and every adapter's tail
+on the same feature maps.
 
 Combination (the overall label): every head ``i`` (the base and each adapter) has a score
 ``s_i`` and its own threshold ``t_i``. Its logit is shifted so that its threshold lands on the
@@ -24,8 +25,8 @@ from typing import Any
 import torch
 
 from detector.adapters.file import Adapter
-from detector.adapters.tail import Tail, shared_views
-from detector.model import GLFF, GLFFOutput
+from detector.adapters.tail import Tail
+from detector.model import GLFF, GLFFOutput, GlobalOnly
 
 __all__ = ["BASE", "AdapterScore", "Attribution", "combine", "forward_with_adapters"]
 
@@ -88,18 +89,22 @@ def combine(base_score: float, base_threshold: float, heads: Sequence[AdapterSco
 
 @torch.no_grad()
 def forward_with_adapters(
-    model: GLFF, split: int, adapters: Sequence[Adapter], pixels: torch.Tensor, sizes: torch.Tensor
+    model: GLFF | GlobalOnly,
+    split: int,
+    adapters: Sequence[Adapter],
+    pixels: torch.Tensor,
+    sizes: torch.Tensor,
 ) -> tuple[GLFFOutput, torch.Tensor]:
     """Base outputs (as ``model(pixels, sizes)``) and adapter logits ``[B, A]``."""
-    views = shared_views(model, split, pixels, sizes)
+    maps = model.forward_trunk(pixels, sizes, split=split)
     base_logits, attention = Tail.of(model, split, copy_weights=False)(
-        views.global_feats, views.local_feats
+        maps.global_map, maps.local_maps
     )
-    extra = [a.tail(views.global_feats, views.local_feats)[0] for a in adapters]
+    extra = [a.tail(maps.global_map, maps.local_maps)[0] for a in adapters]
     adapter_logits = (
         torch.stack(extra, dim=1) if extra else base_logits.new_zeros(len(base_logits), 0)
     )
-    sel = views.selection
+    sel = maps.selection
     return GLFFOutput(
         base_logits, sel.boxes, sel.windows, sel.activations, attention
     ), adapter_logits

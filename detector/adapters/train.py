@@ -29,10 +29,11 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
 from detector.adapters.lora import LoRADelta, add_lora, lora_tensors
-from detector.adapters.tail import Tail, shared_views
+from detector.adapters.tail import Tail
 from detector.batching import collate_images, group_by_size
 from detector.decode import ImageLimits, decode_image
-from detector.model import GLFF
+from detector.heads import token
+from detector.model import GLFF, GlobalOnly
 
 __all__ = ["METHODS", "AdaptConfig", "FeatureSet", "TrainedAdapter", "extract_features", "train"]
 
@@ -134,11 +135,10 @@ def tail_logits(tail: Tail, data: FeatureSet, use_pre: bool) -> torch.Tensor:
             assert isinstance(delta, LoRADelta)
             x = feats.flatten(0, 1).flatten(2)  # [NV, C, hw]
             z = z + (delta.lora_B @ (delta.lora_A @ x) * delta.scale).view_as(z)
-        tokens = F.relu(tail.embed(act(bn(z)).mean(dim=(2, 3)))).unflatten(0, (n, v))
+        tokens = token(act(bn(z)), tail.embed).unflatten(0, (n, v))
     else:
         tokens = tail.token(feats.flatten(0, 1)).unflatten(0, (n, v))
-    fused, _ = tail.fusion(tokens)
-    return tail.head(fused).squeeze(1).float()
+    return tail.classify(tokens)[0]
 
 
 @torch.no_grad()
@@ -224,7 +224,7 @@ def train(
 
 @torch.no_grad()
 def extract_features(
-    model: GLFF,
+    model: GLFF | GlobalOnly,
     split: int,
     paths: Sequence[Path],
     *,
@@ -232,7 +232,8 @@ def extract_features(
     limits: ImageLimits | None = None,
     progress: bool = False,
 ) -> tuple[FeatureSet, list[int]]:
-    """Prefix features of images (global view + base-selected patches), fp16.
+    """Prefix features of images (the model's ``forward_trunk`` stopped at ``split``: base-selected
+    patches, then the global view), fp16.
 
     Returns the features of the images that decoded and their indices into ``paths`` (an image
     that cannot be decoded is skipped).
@@ -250,9 +251,9 @@ def extract_features(
     groups = list(group_by_size(sizes, batch, 16_000_000))
     for group in tqdm(groups, desc="features", disable=not progress, unit="batch"):
         pixels, hw = collate_images([decoded[i].pixels for i in group])
-        views = shared_views(model, split, pixels, hw)
-        local = views.local_feats.unflatten(0, (len(group), -1))
-        both = torch.cat([local, views.global_feats.unsqueeze(1)], dim=1).half()
+        maps = model.forward_trunk(pixels, hw, split=split)
+        local = maps.local_maps.unflatten(0, (len(group), maps.selection.boxes.shape[1]))
+        both = torch.cat([local, maps.global_map.unsqueeze(1)], dim=1).half()
         for row, index in enumerate(group):
             rows[index] = both[row]
     feats = torch.stack([r for r in rows if r is not None])

@@ -9,8 +9,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import get_args
 
+from detector.arguments import add_arch_argument
 from detector.backbones import BACKBONES
-from detector.cli import add_arch_argument
 from detector.model import LocalBackbone
 from detector.patches import PatchStrategy
 from detector.representation import InputRepr

@@ -26,8 +26,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
-from detector import DetectorError, decode_image
 from detector.batching import collate_images
+from detector.decode import decode_image
+from detector.errors import DetectorError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
 CLASS_DIRS = {"0_real": 0, "1_fake": 1}

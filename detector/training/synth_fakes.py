@@ -37,7 +37,7 @@ from PIL import Image
 from torch import nn
 from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-from detector import DetectorError
+from detector.errors import DetectorError
 from detector.training.datasets import IMAGE_SUFFIXES, load_rgb, read_manifest, to_tensor
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from PIL import Image
 from detector import CheckpointError, Detector
 from detector.adapters import AdapterScore, combine, load_adapter
 from detector.adapters.multi import forward_with_adapters
-from detector.adapters.tail import Tail, default_split, shared_views
+from detector.adapters.tail import Tail, default_split
 from detector.adapters.train import AdaptConfig, FeatureSet, precompute, score, train
 from detector.checkpoint import file_sha256
 from detector.cli import main
@@ -32,13 +32,13 @@ def test_tail_split_reproduces_the_model_exactly(small_model: GLFF) -> None:
     split = default_split(small_model)
     with torch.no_grad():
         out = small_model(px, sizes)
-        views = shared_views(small_model, split, px, sizes)
+        maps = small_model.forward_trunk(px, sizes, split=split)
         logits, attention = Tail.of(small_model, split, copy_weights=False)(
-            views.global_feats, views.local_feats
+            maps.global_map, maps.local_maps
         )
     torch.testing.assert_close(logits, out.logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(attention, out.attention, atol=1e-6, rtol=0)
-    torch.testing.assert_close(views.selection.boxes, out.boxes)
+    torch.testing.assert_close(maps.selection.boxes, out.boxes)
 
 
 @pytest.mark.parametrize("method", ["head", "lora"])
@@ -169,9 +169,9 @@ def test_detector_with_adapters_scores_base_and_adapter_in_one_pass(
     model = twice.model
     assert isinstance(model, GLFF)
     _, extra = forward_with_adapters(model, adapter.metadata.split, [adapter], px, sizes)
-    views = shared_views(model, adapter.metadata.split, px, sizes)
+    maps = model.forward_trunk(px, sizes, split=adapter.metadata.split)
     with torch.no_grad():
-        alone = adapter.tail(views.global_feats, views.local_feats)[0]
+        alone = adapter.tail(maps.global_map, maps.local_maps)[0]
     torch.testing.assert_close(extra[:, 0], alone)
 
 

@@ -15,8 +15,9 @@ import yaml
 from helm_support import CHART, ENSURE_HELM, NAMESPACE, RELEASE, Manifest, Render, run_helm
 
 HOW_TO_GET_HELM = (
-    "scripts/ensure-helm.sh could not provide helm. It builds helm v3 from the Go module proxy "
-    "with the Go toolchain (`go install helm.sh/helm/v3/cmd/helm@...`, a few minutes, cached in "
+    "scripts/tools/ensure-helm.sh could not provide helm. It builds helm v3 from the Go module "
+    "proxy with the Go toolchain (`go install helm.sh/helm/v3/cmd/helm@...`, a few minutes, "
+    "cached in "
     "~/.cache/synthscan/bin). Install Go >= 1.26 (https://go.dev/dl/) or set HELM=/path/to/helm "
     "(a helm v3 release from https://github.com/helm/helm/releases)."
 )

@@ -15,7 +15,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "synthscan"
 CI_VALUES = sorted((CHART / "ci").glob("*.yaml"))
-ENSURE_HELM = REPO / "scripts" / "ensure-helm.sh"
+ENSURE_HELM = REPO / "scripts" / "tools" / "ensure-helm.sh"
 RELEASE = "scan"
 NAMESPACE = "moderation"
 

@@ -115,3 +115,23 @@ def test_a_camera_manifest_is_verified_but_says_nothing_about_ai(
     assert _kinds(report)["c2pa_digital_source_type"] == ("digitalCapture", True)
     assert not report.verified_ai
     assert decide(0.9, 0.5, report)[0] == "synthetic"  # pixels still decide
+
+
+@pytest.mark.parametrize(
+    ("head", "sniffed", "for_c2pa"),
+    [
+        (b"\xff\xd8\xff\xe0", "image/jpeg", "image/jpeg"),
+        (b"RIFF\x00\x00\x00\x00WEBPVP8 ", "image/webp", "image/webp"),
+        (b"\x00\x00\x00\x1cftypavif", "image/avif", "image/avif"),
+        (b"\x00\x00\x00\x1cftypheic", "image/heic", "image/heic"),
+        (b"BM\x00\x00", "image/bmp", None),  # C2PA does not embed in BMP
+        (b"xxxxxxxxWEBP", None, None),  # "WEBP" without its RIFF container
+    ],
+)
+def test_c2pa_sniffs_formats_with_the_wire_contracts_table(
+    head: bytes, sniffed: str | None, for_c2pa: str | None
+) -> None:
+    from provenance.c2pa_source import mime_of
+    from schemas import sniff_image_mime
+
+    assert (sniff_image_mime(head), mime_of(head)) == (sniffed, for_c2pa)

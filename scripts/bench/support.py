@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import io
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,11 +14,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from detector import DecodedImage, Detector, ModelInfo, Prediction  # noqa: E402
-from schemas import ImageData, ImageEvent, decode_verdict, encode_image_event  # noqa: E402
+from detector import DecodedImage, Detector, ModelInfo, Prediction
+from schemas import ImageData, ImageEvent, decode_verdict, encode_image_event
 
 Message = tuple[bytes, bytes, list]
 

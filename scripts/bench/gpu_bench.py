@@ -1,6 +1,6 @@
 """GPU measurements that ``bench_detector.py`` does not make: decoding, compilation, end to end.
 
-    python scripts/gpu_bench.py --out OUT [--device cuda] [--precision bf16] [--dry]
+    python -m scripts.bench.gpu_bench --out OUT [--device cuda] [--precision bf16] [--dry]
 
 Writes ``OUT/gpu_bench.json`` and prints one JSON line per measurement:
 
@@ -23,7 +23,6 @@ import io
 import json
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -34,13 +33,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from detector.checkpoint import CheckpointMetadata  # noqa: E402
-from detector.decode import DecodedImage, decode_image  # noqa: E402
-from detector.engine import Detector  # noqa: E402
-from detector.model import ModelConfig, build_model  # noqa: E402
+from detector.checkpoint import CheckpointMetadata
+from detector.decode import DecodedImage, decode_image
+from detector.engine import Detector
+from detector.model import ModelConfig, build_model
 
 
 def jpegs(n: int, seed: int = 0) -> list[bytes]:

@@ -1,6 +1,6 @@
 """Replay speed (events/s) against a real Kafka broker.
 
-    python scripts/bench_replay.py [--bootstrap 127.0.0.1:9092] [--model stub|PATH]
+    python -m scripts.bench.bench_replay [--bootstrap 127.0.0.1:9092] [--model stub|PATH]
         [--events 1000] [--batch 16] [--output file|topic]
 
 Produces ``--events`` inline PNG events (distinct images, so the cache never hits), then
@@ -12,21 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _bench_support import create_topics, image_events, load_detector, png, produce  # noqa: E402
-
-from consumer.logs import configure_logging  # noqa: E402
-from consumer.replay import ReplayOptions, run_replay  # noqa: E402
-from consumer.settings import ServiceSettings  # noqa: E402
+from consumer.logs import configure_logging
+from consumer.replay import ReplayOptions, run_replay
+from consumer.settings import ServiceSettings
+from scripts.bench.support import create_topics, image_events, load_detector, png, produce
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """The cost of exactly-once against at-least-once, measured on a real Kafka broker.
 
-    python scripts/bench_exactly_once.py [--bootstrap 127.0.0.1:9092] [--model stub|PATH]
+    python -m scripts.bench.bench_exactly_once [--bootstrap 127.0.0.1:9092] [--model stub|PATH]
         [--events 400] [--intervals 0.2,1.0] [--paced-rate 20] [--paced-seconds 10]
 
 For at-least-once and for exactly-once at each commit interval, the service runs in-process:
@@ -20,17 +20,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import time
 import uuid
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _bench_support import (  # noqa: E402
+from consumer.logs import configure_logging
+from consumer.service import Service
+from consumer.settings import ServiceSettings
+from scripts.bench.support import (
     VerdictClock,
     create_topics,
     image_events,
@@ -39,10 +36,6 @@ from _bench_support import (  # noqa: E402
     png,
     produce,
 )
-
-from consumer.logs import configure_logging  # noqa: E402
-from consumer.service import Service  # noqa: E402
-from consumer.settings import ServiceSettings  # noqa: E402
 
 _NUMERIC = ("throughput_eps", "latency_p50_s", "latency_p95_s", "latency_max_s", "commits")
 

@@ -3,7 +3,7 @@
 Prints FLOPs per image (``torch.utils.flop_counter``) and wall time per image (median of
 ``--repeats``), each as a ratio to the plain detector measured in the same run.
 
-    PYTHONPATH=$PWD python scripts/bench_adapters.py --checkpoint CKPT --adapter A.safetensors
+    python -m scripts.bench.bench_adapters --checkpoint CKPT --adapter A.safetensors
 """
 
 from __future__ import annotations

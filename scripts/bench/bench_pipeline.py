@@ -1,6 +1,6 @@
 """Throughput and end-to-end latency of the consumer pipeline against a real Kafka broker.
 
-    python scripts/bench_pipeline.py [--bootstrap 127.0.0.1:9092] [--checkpoint X.safetensors]
+    python -m scripts.bench.bench_pipeline [--bootstrap 127.0.0.1:9092] [--checkpoint X.safetensors]
         [--events 64] [--batch-sizes 1,8,16] [--size 320x240] [--threads N]
 
 For each max batch size it runs two phases with the service in-process:
@@ -23,7 +23,6 @@ import argparse
 import io
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -33,18 +32,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _bench_support import VerdictClock, create_topics, image_events, pct, produce  # noqa: E402
-
-from consumer.logs import configure_logging  # noqa: E402
-from consumer.service import Service  # noqa: E402
-from consumer.settings import DEFAULT_CHECKPOINT, ServiceSettings  # noqa: E402
-from detector import Detector, decode_image  # noqa: E402
-from detector.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
-from detector.model import ModelConfig, build_model  # noqa: E402
+from consumer.logs import configure_logging
+from consumer.service import Service
+from consumer.settings import DEFAULT_CHECKPOINT, ServiceSettings
+from detector import Detector, decode_image
+from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.model import ModelConfig, build_model
+from scripts.bench.support import VerdictClock, create_topics, image_events, pct, produce
 
 
 def jpeg(seed: int, size: tuple[int, int]) -> bytes:

@@ -27,9 +27,9 @@ started from ``devkafka`` unless ``--bootstrap`` is given) drains a backlog of J
 ``Detector.predict`` scores the same images decoded, in chunks of the service's max batch,
 N times alternately; the ratio pipeline/detector of each round shows the spread. Usage::
 
-    python scripts/bench_detector.py --device cpu --threads 1 --batch-sizes 1,2,4,8 \
+    python -m scripts.bench.bench_detector --device cpu --threads 1 --batch-sizes 1,2,4,8 \
         --runtimes reference,torch,onnxruntime --pipeline 3
-    python scripts/bench_detector.py --device cuda --precision bf16 \
+    python -m scripts.bench.bench_detector --device cuda --precision bf16 \
         --runtimes reference,torch,torch-cl --batch-sizes 1,8,64,256 --images 256
 """
 
@@ -39,7 +39,6 @@ import argparse
 import contextlib
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -271,12 +270,10 @@ def bench_pipeline(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> No
     import tempfile
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import bench_pipeline as bp
-
     from consumer.logs import configure_logging
     from detector.checkpoint import save_checkpoint
     from devkafka.broker import KafkaBroker
+    from scripts.bench import bench_pipeline as bp
 
     configure_logging("warning", "console")
     runtime = args.runtimes.split(",")[-1].partition("-")[0]

@@ -1,6 +1,6 @@
 """Soak: many small events through the real pipeline and broker, process RSS sampled.
 
-    python scripts/bench_soak.py [--bootstrap HOST:PORT | (own broker)] [--events 10000]
+    python -m scripts.bench.bench_soak [--bootstrap HOST:PORT | (own broker)] [--events 10000]
         [--model stub|PATH] [--chunk 500]
 
 The service runs in-process. Events (small inline PNGs, all distinct so the verdict cache does
@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -29,17 +28,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from _bench_support import create_topics, load_detector, produce  # noqa: E402
-
-from consumer.logs import configure_logging  # noqa: E402
-from consumer.service import Service  # noqa: E402
-from consumer.settings import ServiceSettings  # noqa: E402
-from devkafka.broker import KafkaBroker  # noqa: E402
-from schemas import ImageData, ImageEvent, encode_image_event  # noqa: E402
+from consumer.logs import configure_logging
+from consumer.service import Service
+from consumer.settings import ServiceSettings
+from devkafka.broker import KafkaBroker
+from schemas import ImageData, ImageEvent, encode_image_event
+from scripts.bench.support import create_topics, load_detector, produce
 
 
 def rss_mib() -> float:

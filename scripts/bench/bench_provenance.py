@@ -12,8 +12,8 @@ The same images (scikit-image's sample photos, resized to ``--side``) are, in on
 Every figure is the median over ``--repeats`` passes, in ms per image, and the last line gives
 each cost as a fraction of the model's. Usage::
 
-    python scripts/bench_provenance.py --side 512 --repeats 5
-    python scripts/bench_provenance.py --checkpoint glff-r50.safetensors --watermark
+    python -m scripts.bench.bench_provenance --side 512 --repeats 5
+    python -m scripts.bench.bench_provenance --checkpoint glff-r50.safetensors --watermark
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -29,14 +28,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "provenance"))  # the test PKI and C2PA signer
+from detector import Detector, decode_image
+from provenance import Extractor, ProvenanceConfig, pdq_hash
+from provenance.watermark import read_watermark
+from scripts.tools.c2pa_signing import c2pa_sign, make_pki
 
-from provenance_support import c2pa_sign, make_pki  # noqa: E402
-
-from detector import Detector, decode_image  # noqa: E402
-from provenance import Extractor, ProvenanceConfig, pdq_hash  # noqa: E402
-from provenance.watermark import read_watermark  # noqa: E402
+ROOT = Path(__file__).resolve().parents[2]
 
 NAMES = ("astronaut", "chelsea", "coffee", "rocket", "camera", "hubble_deep_field")
 

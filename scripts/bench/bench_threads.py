@@ -1,6 +1,7 @@
 """Torch threads for the CLIs and the service on this machine: each count measured, same images.
 
-    python scripts/bench_threads.py [--threads 1,2] [--images 24] [--rounds 2] [--runtime torch]
+    python -m scripts.bench.bench_threads [--threads 1,2] [--images 24] [--rounds 2] \
+        [--runtime torch]
 
 Three workloads, each the path the real entry point runs, with JPEGs of 256-512 px written to a
 temporary CNNDetection-layout folder and a random-init GLFF MobileNetV2 (batch-norm statistics
@@ -22,27 +23,21 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "scripts"))
-
-import bench_pipeline as bp  # noqa: E402
-from bench_detector import trained_like  # noqa: E402
-
-from consumer.logs import configure_logging  # noqa: E402
-from detector.checkpoint import CheckpointMetadata, save_checkpoint  # noqa: E402
-from detector.engine import Detector  # noqa: E402
-from detector.model import ModelConfig, build_model  # noqa: E402
-from detector.training.datasets import load_samples  # noqa: E402
-from detector.training.scoring import score_samples  # noqa: E402
-from devkafka.broker import KafkaBroker  # noqa: E402
+from consumer.logs import configure_logging
+from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.engine import Detector
+from detector.model import ModelConfig, build_model
+from detector.training.datasets import load_samples
+from detector.training.scoring import score_samples
+from devkafka.broker import KafkaBroker
+from scripts.bench import bench_pipeline as bp
+from scripts.bench.bench_detector import trained_like
 
 SIZES = ((256, 256), (384, 512), (512, 384), (320, 480), (448, 448), (300, 400))
 

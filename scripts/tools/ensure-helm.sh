@@ -34,7 +34,7 @@ if [[ ! -x "$GO" ]]; then
 ensure-helm: no helm $HELM_VERSION in $BIN_DIR and no Go toolchain to build it (tried: $GO).
 Get helm one of these ways:
   - install Go >= 1.26 (https://go.dev/dl/), put it on PATH or set GO=/path/to/go, and re-run
-    scripts/ensure-helm.sh: it builds helm from the Go module proxy into $BIN_DIR;
+    scripts/tools/ensure-helm.sh: it builds helm from the Go module proxy into $BIN_DIR;
   - or download a helm v3 release (https://github.com/helm/helm/releases) and
     export HELM=/path/to/helm
 MSG
