@@ -146,7 +146,8 @@ class ModelSettings(_Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     warmup: bool = True
     torch_threads: int | None = Field(default=None, ge=1)
-    runtime: Literal["torch", "onnxruntime", "eager"] = "torch"
+    runtime: Literal["auto", "torch", "onnxruntime", "eager"] = "auto"
+    """``auto``: ONNX Runtime on a CPU when installed (the ``onnx`` extra), else ``torch``."""
     adapters_dir: Path | None = None
     reload_poll_s: float = Field(default=2.0, ge=0.0)
 

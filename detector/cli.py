@@ -67,9 +67,10 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p.add_argument(
         "--runtime",
-        default="torch",
-        choices=["torch", "onnxruntime", "eager"],
-        help="torch: batch norm folded (default); onnxruntime: CPU, needs the onnx extra",
+        default="auto",
+        choices=["auto", "torch", "onnxruntime", "eager"],
+        help="auto (default): onnxruntime on a CPU when installed, else torch (batch norm "
+        "folded); onnxruntime: CPU, needs the onnx extra",
     )
     p.add_argument(
         "--threads", type=int, default=0, help="torch CPU threads (0: all CPUs but one, min 1)"

@@ -105,3 +105,22 @@ def test_views_from_uint8_match_the_reference_crops(config: ModelConfig) -> None
 def test_inference_copy_rejects_unknown_runtime() -> None:
     with pytest.raises(ValueError, match="runtime"):
         inference_copy(nn.Identity(), "tensorrt")
+
+
+def test_auto_runtime_is_onnxruntime_on_the_cpu_when_installed() -> None:
+    model = _trained_like()
+    meta = CheckpointMetadata(config=model.config)
+    detector = Detector(model, meta, device="cpu", precision="fp32")
+    assert detector.runtime == "onnxruntime"  # the onnx extra is part of `make install`
+    assert Detector(model, meta, device="cpu", runtime="torch").runtime == "torch"
+
+
+def test_forensic_glff_scores_match_across_runtimes() -> None:
+    torch.manual_seed(2)
+    model = build_model(ModelConfig(backbone="mobilenet_v2", local_backbone="forensic")).eval()
+    meta = CheckpointMetadata(config=model.config)
+    images = [decode_image(Image.fromarray(random_array(h, w, seed=h))) for h, w in ((240, 330),)]
+    ref = Detector(model, meta, device="cpu", runtime="reference").predict(images)
+    auto = Detector(model, meta, device="cpu").predict(images)
+    assert abs(ref[0].score - auto[0].score) < 1e-4
+    assert [p.box for p in ref[0].patches] == [p.box for p in auto[0].patches]
