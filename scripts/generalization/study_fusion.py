@@ -14,7 +14,7 @@ from torch import nn
 
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import GLFF, count_parameters
-from detector.training.calibration import calibrate
+from detector.training.calibration import band_metadata, calibrate
 from detector.training.forensic_train import ForensicClassifier
 from detector.training.lofo import PEOPLE, Fold
 from detector.training.metrics import average_precision, roc_auc
@@ -187,8 +187,10 @@ def ship(model: GLFF, clf: ForensicClassifier, fitted: dict, result: dict, out: 
         getattr(model, part).load_state_dict(getattr(fusion, part).state_dict())
     yv, sv = fitted["val_labels"], fitted["val_scores"]
     cal = calibrate(yv, sv, "fpr", 0.05, data="devset val rows of every group, JPEG q90")
+    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, data=cal.data)
     meta = CheckpointMetadata(
         config=model.config,
+        decision_band=band,
         name="glff-forensic-mobilenet_v2",
         version="0.3.0",
         threshold=cal.threshold,
