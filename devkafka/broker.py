@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 LIBS = ROOT / "libs"
@@ -75,17 +76,23 @@ def fetch_jars() -> None:
     )
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _listener_properties(port: int, controller_port: int) -> list[str]:
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+    ]
+
+
+def _server_properties(data_dir: Path, controller_port: int, listeners: list[str]) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
             "node.id=1",
             f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            *listeners,
             f"log.dirs={data_dir / 'data'}",
             "num.partitions=1",
             "auto.create.topics.enable=true",
@@ -143,11 +150,25 @@ class KafkaBroker:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
+    def admin_config(self) -> dict[str, Any]:
+        """librdkafka settings of a client with every right (here: no security at all)."""
+        return {"bootstrap.servers": self.bootstrap_servers}
+
+    def listener_properties(self) -> list[str]:
+        """The ``listeners``/security lines of ``server.properties`` (subclasses secure them)."""
+        return _listener_properties(self.port, self.controller_port)
+
+    def format_arguments(self) -> list[str]:
+        """Extra ``StorageTool format`` arguments (e.g. ``--add-scram`` users)."""
+        return []
+
     def format_storage(self) -> None:
         """Write server.properties and format the KRaft storage (a fresh cluster id)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.data_dir, self.port, self.controller_port))
+        props.write_text(
+            _server_properties(self.data_dir, self.controller_port, self.listener_properties())
+        )
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         result = subprocess.run(
@@ -158,6 +179,7 @@ class KafkaBroker:
                 f"--cluster-id={cluster_id}",  # an id may start with "-": never a separate argv
                 "-c",
                 str(props),
+                *self.format_arguments(),
             ],
             capture_output=True,
             text=True,
@@ -189,7 +211,7 @@ class KafkaBroker:
         """Block until the broker lists its metadata, or raise with the tail of its log."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({**self.admin_config(), "log_level": 0})
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(
