@@ -35,6 +35,11 @@ class BrokerError(RuntimeError):
     """The broker could not be set up, started or stopped."""
 
 
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID, no padding)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
 def free_port() -> int:
     """Return a TCP port on 127.0.0.1 that is free right now."""
     with socket.socket() as sock:
@@ -86,12 +91,12 @@ def _listener_properties(port: int, controller_port: int) -> list[str]:
     ]
 
 
-def _server_properties(data_dir: Path, controller_port: int, listeners: list[str]) -> str:
+def _server_properties(data_dir: Path, node_id: int, voters: str, listeners: list[str]) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
             *listeners,
             f"log.dirs={data_dir / 'data'}",
             "num.partitions=1",
@@ -131,6 +136,13 @@ class KafkaBroker:
     heap: str = DEFAULT_HEAP
     process: subprocess.Popen[bytes] | None = None
     started_in_s: float = 0.0
+    node_id: int = 1
+    voters: str = ""
+    """``controller.quorum.voters`` of a cluster (:mod:`devkafka.cluster`); empty: this node."""
+    cluster_id: str = ""
+    """The KRaft cluster id every node of a cluster is formatted with; empty: a fresh one."""
+    extra_properties: list[str] = field(default_factory=list)
+    """``server.properties`` lines appended last (they win over the defaults above them)."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -166,11 +178,11 @@ class KafkaBroker:
         """Write server.properties and format the KRaft storage (a fresh cluster id)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(
-            _server_properties(self.data_dir, self.controller_port, self.listener_properties())
-        )
+        voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+        text = _server_properties(self.data_dir, self.node_id, voters, self.listener_properties())
+        props.write_text(text + "".join(f"{line}\n" for line in self.extra_properties))
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.cluster_id or new_cluster_id()
         result = subprocess.run(
             [
                 *self._java(),
@@ -192,8 +204,15 @@ class KafkaBroker:
 
         After :meth:`stop`, ``start`` again restarts the same broker with its data (tests of
         broker outages)."""
-        check_prerequisites()
         began = time.monotonic()
+        self.launch()
+        self.wait_until_ready(began + timeout_s)
+        self.started_in_s = time.monotonic() - began
+
+    def launch(self) -> None:
+        """Format storage (first start only) and start the process; returns at once (the
+        nodes of a cluster must all run before any of them answers)."""
+        check_prerequisites()
         if not (self.data_dir / "data" / "meta.properties").exists():  # else: a restart
             self.format_storage()
         stdout = (self.data_dir / "stdout.log").open("ab")
@@ -204,8 +223,6 @@ class KafkaBroker:
             start_new_session=True,
         )
         self.pid_file.write_text(str(self.process.pid))
-        self.wait_until_ready(began + timeout_s)
-        self.started_in_s = time.monotonic() - began
 
     def wait_until_ready(self, deadline: float) -> None:
         """Block until the broker lists its metadata, or raise with the tail of its log."""
@@ -249,6 +266,15 @@ class KafkaBroker:
         while time.monotonic() < deadline and _alive(pid, self.process):
             time.sleep(0.1)
         if _alive(pid, self.process):
+            os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=10)
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown (a crashed node)."""
+        pid = self._pid()
+        if pid is not None and _alive(pid, self.process):
             os.kill(pid, signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=10)
