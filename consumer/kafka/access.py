@@ -14,10 +14,11 @@ before anything else, with one admin client and a deadline, and raises
 3. group: the consumer group must allow READ.
 
 A topic that does not exist (and may be described) is left to the service. A cluster that
-does not answer before the deadline is not an access error: the check logs it and the service
-starts as before (librdkafka keeps trying). The transactional id cannot be checked from an
-admin client; :func:`access_error` translates the authorization errors a client raises later
-(``init_transactions``, topic creation) into the same error.
+does not answer before the deadline (at all, or a question: a new cluster may take long to
+create its offsets topic) is not an access error: the check logs what it could not check and
+the service starts as before (librdkafka keeps trying). The transactional id cannot be
+checked from an admin client; :func:`access_error` translates the authorization errors a
+client raises later (``init_transactions``, topic creation) into the same error.
 
 No secret is ever part of a message: librdkafka's own error strings name the broker, the
 mechanism and the state, never the credentials.
@@ -126,6 +127,9 @@ def _check_topics(
         operation = needs[topic]
         try:
             description = future.result(timeout=max(1.0, deadline - time.monotonic()))
+        except TimeoutError:
+            log.warning("kafka_access_unchecked", topic=topic, reason="no answer before deadline")
+            continue
         except KafkaException as exc:
             if exc.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
                 raise _refused(user, operation, "topic", topic) from None
@@ -137,10 +141,13 @@ def _check_group(admin: AdminClient, group: str, user: str | None, deadline: flo
     future = admin.describe_consumer_groups([group], include_authorized_operations=True)[group]
     try:
         description = future.result(timeout=max(1.0, deadline - time.monotonic()))
+    except TimeoutError:  # e.g. a new cluster still creating its offsets topic
+        log.warning("kafka_access_unchecked", group=group, reason="no answer before deadline")
+        return
     except KafkaException as exc:
         if exc.args[0].code() == KafkaError.GROUP_AUTHORIZATION_FAILED:
             raise _refused(user, AclOperation.READ, "consumer group", group) from None
-        return
+        return  # e.g. no coordinator yet: not an access question
     _require(description.authorized_operations, AclOperation.READ, user, "consumer group", group)
 
 
