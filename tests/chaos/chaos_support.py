@@ -95,8 +95,8 @@ class Ledger:
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self.outputs: dict[tuple[str, int, int], list[tuple[str, str | None]]] = defaultdict(list)
         self.times: list[float] = []
-        self.arrivals: list[tuple[float, int]] = []
-        """(when, source partition) of every output."""
+        self.arrivals: list[tuple[float, int, int]] = []
+        """(when, source partition, source offset) of every output."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(
@@ -129,16 +129,23 @@ class Ledger:
                 with self._lock:
                     self.outputs[(src.topic, src.partition, src.offset)].append((name, eid))
                     self.times.append(time.monotonic())
-                    self.arrivals.append((self.times[-1], src.partition))
+                    self.arrivals.append((self.times[-1], src.partition, src.offset))
 
     def count(self) -> int:
         with self._lock:
             return len(self.outputs)
 
-    def first_after(self, moment: float, partition: int | None = None) -> float | None:
-        """When the first output after ``moment`` arrived (of ``partition``'s inputs only)."""
+    def first_after(
+        self, moment: float, partition: int | None = None, min_offset: int = 0
+    ) -> float | None:
+        """When the first output after ``moment`` arrived (of inputs at ``min_offset`` or later,
+        of ``partition`` only when given)."""
         with self._lock:
-            later = [t for t, p in self.arrivals if t > moment and partition in (None, p)]
+            later = [
+                t
+                for t, p, o in self.arrivals
+                if t > moment and partition in (None, p) and o >= min_offset
+            ]
         return min(later) if later else None
 
     def wait(self, n: int, timeout: float) -> bool:
@@ -311,16 +318,18 @@ def account(
     fault_end: float,
     began: float,
     partition: int | None = None,
+    min_offset: int = 0,
 ) -> Row:
     """Lost and duplicated outputs per input message; seconds from the fault to new output
-    (of ``partition``'s inputs, when the fault hit one partition)."""
+    (of inputs at ``min_offset`` or later, e.g. produced after the fault; of ``partition``'s
+    inputs, when the fault hit one partition)."""
     expected = stage.expected()
     with ledger._lock:
         outputs = {k: list(v) for k, v in ledger.outputs.items()}
     lost = len(expected - set(outputs))
     duplicated = sum(len(v) - 1 for v in outputs.values())
     dead = sum(1 for v in outputs.values() for name, _ in v if name.startswith("dead_letter"))
-    first = ledger.first_after(fault_end, partition)
+    first = ledger.first_after(fault_end, partition, min_offset)
     row = Row(
         scenario=scenario,
         mode="exactly-once" if stage.exactly_once else "at-least-once",
