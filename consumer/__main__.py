@@ -20,7 +20,7 @@ __all__ = ["main"]
 
 
 def _run(args: argparse.Namespace) -> int:
-    from consumer.errors import ConfigurationError
+    from consumer.errors import ConfigurationError, KafkaAccessError
     from consumer.logs import configure_logging
     from consumer.service import Service
     from consumer.settings import ServiceSettings, describe_error
@@ -36,6 +36,9 @@ def _run(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
+    except KafkaAccessError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return KafkaAccessError.exit_code
     return 0
 
 

@@ -5,6 +5,9 @@ Hierarchy::
     ConsumerError                  base of everything raised on purpose here
     ├── ConfigurationError         the service cannot start (bad settings, missing or corrupt
     │                              checkpoint, checkpoint hash mismatch): exit code 2
+    ├── KafkaAccessError           the cluster refuses this service: SASL authentication, TLS
+    │                              trust or a missing ACL (which resource, which operation):
+    │                              exit code 3
     └── InvalidMessage             one message fails for good: it becomes a dead letter
         ├── UnreadableHeaders      schema_violation    the client cannot decode its headers
         ├── InferenceFailed        inference_failed    the detector raised on this image
@@ -47,6 +50,7 @@ __all__ = [
     "FetchTooLargeError",
     "InferenceFailed",
     "InvalidMessage",
+    "KafkaAccessError",
     "OutputRejected",
     "UnreadableHeaders",
     "VerdictBuildFailed",
@@ -61,6 +65,13 @@ class ConsumerError(Exception):
 
 class ConfigurationError(ConsumerError):
     """The service cannot start with the given settings."""
+
+
+class KafkaAccessError(ConsumerError):
+    """The cluster refuses this service: wrong credentials, an untrusted broker certificate,
+    or a missing ACL. Retrying cannot help; the message says what failed and where to look."""
+
+    exit_code = 3
 
 
 class InvalidMessage(ConsumerError):

@@ -30,6 +30,7 @@ from consumer.commit_tracker import CommitTracker
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka.access import access_error
 from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
 from consumer.kafka.config import consumer_config, producer_config
@@ -88,8 +89,15 @@ class Service:
         log.info("settings", settings=self.settings.masked())
         try:
             self._start_http()
+            self.backend.check_access(self.settings.kafka)  # before a long model load
             detector = self._load_detector()
             self._run_pipeline(detector)
+        except KafkaException as exc:  # a refusal after the check (transactional id, ...)
+            denied = access_error(exc, self.settings.kafka)
+            self.error = denied or exc
+            if denied is None:
+                raise
+            raise denied from None
         except BaseException as exc:
             self.error = exc
             raise

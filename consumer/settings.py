@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    FilePath,
     IPvAnyNetwork,
     SecretStr,
     ValidationError,
@@ -102,8 +103,18 @@ class KafkaSettings(_Section):
     max_record_bytes: int | None = Field(default=None, ge=4096)
     transaction_max_in_flight: int = Field(default=32, ge=1)
     transaction_seconds_per_message: float = Field(default=1.0, gt=0.0)
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] | None = None
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
+    ssl_ca_location: FilePath | None = None
+    """PEM bundle of the CA(s) the brokers' certificates chain to (else the system store)."""
+    ssl_certificate_location: FilePath | None = None
+    """Client certificate (PEM) for mutual TLS; goes with ``ssl_key_location``."""
+    ssl_key_location: FilePath | None = None
+    ssl_key_password: SecretStr | None = None
+    access_check_timeout_s: float = Field(default=20.0, ge=0.0)
+    """Start-up check of TLS, SASL and ACLs (:mod:`consumer.kafka.access`); 0 skips it."""
     librdkafka: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
         default_factory=dict
     )

@@ -23,6 +23,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 LIBS = ROOT / "libs"
@@ -32,6 +33,11 @@ DEFAULT_HEAP = "512m"
 
 class BrokerError(RuntimeError):
     """The broker could not be set up, started or stopped."""
+
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id (base64url of a UUID, no padding)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
 def free_port() -> int:
@@ -75,17 +81,23 @@ def fetch_jars() -> None:
     )
 
 
-def _server_properties(data_dir: Path, port: int, controller_port: int) -> str:
+def _listener_properties(port: int, controller_port: int) -> list[str]:
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+    ]
+
+
+def _server_properties(data_dir: Path, node_id: int, voters: str, listeners: list[str]) -> str:
     return "\n".join(
         [
             "process.roles=broker,controller",
-            "node.id=1",
-            f"controller.quorum.voters=1@127.0.0.1:{controller_port}",
-            f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
-            "controller.listener.names=CONTROLLER",
-            "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-            "inter.broker.listener.name=PLAINTEXT",
+            f"node.id={node_id}",
+            f"controller.quorum.voters={voters}",
+            *listeners,
             f"log.dirs={data_dir / 'data'}",
             "num.partitions=1",
             "auto.create.topics.enable=true",
@@ -124,6 +136,13 @@ class KafkaBroker:
     heap: str = DEFAULT_HEAP
     process: subprocess.Popen[bytes] | None = None
     started_in_s: float = 0.0
+    node_id: int = 1
+    voters: str = ""
+    """``controller.quorum.voters`` of a cluster (:mod:`devkafka.cluster`); empty: this node."""
+    cluster_id: str = ""
+    """The KRaft cluster id every node of a cluster is formatted with; empty: a fresh one."""
+    extra_properties: list[str] = field(default_factory=list)
+    """``server.properties`` lines appended last (they win over the defaults above them)."""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -143,13 +162,27 @@ class KafkaBroker:
     def log_file(self) -> Path:
         return self.data_dir / "server.log"
 
+    def admin_config(self) -> dict[str, Any]:
+        """librdkafka settings of a client with every right (here: no security at all)."""
+        return {"bootstrap.servers": self.bootstrap_servers}
+
+    def listener_properties(self) -> list[str]:
+        """The ``listeners``/security lines of ``server.properties`` (subclasses secure them)."""
+        return _listener_properties(self.port, self.controller_port)
+
+    def format_arguments(self) -> list[str]:
+        """Extra ``StorageTool format`` arguments (e.g. ``--add-scram`` users)."""
+        return []
+
     def format_storage(self) -> None:
         """Write server.properties and format the KRaft storage (a fresh cluster id)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         props = self.data_dir / "server.properties"
-        props.write_text(_server_properties(self.data_dir, self.port, self.controller_port))
+        voters = self.voters or f"{self.node_id}@127.0.0.1:{self.controller_port}"
+        text = _server_properties(self.data_dir, self.node_id, voters, self.listener_properties())
+        props.write_text(text + "".join(f"{line}\n" for line in self.extra_properties))
         (self.data_dir / "log4j.properties").write_text(_LOG4J.format(log=self.log_file))
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.cluster_id or new_cluster_id()
         result = subprocess.run(
             [
                 *self._java(),
@@ -158,6 +191,7 @@ class KafkaBroker:
                 f"--cluster-id={cluster_id}",  # an id may start with "-": never a separate argv
                 "-c",
                 str(props),
+                *self.format_arguments(),
             ],
             capture_output=True,
             text=True,
@@ -170,8 +204,15 @@ class KafkaBroker:
 
         After :meth:`stop`, ``start`` again restarts the same broker with its data (tests of
         broker outages)."""
-        check_prerequisites()
         began = time.monotonic()
+        self.launch()
+        self.wait_until_ready(began + timeout_s)
+        self.started_in_s = time.monotonic() - began
+
+    def launch(self) -> None:
+        """Format storage (first start only) and start the process; returns at once (the
+        nodes of a cluster must all run before any of them answers)."""
+        check_prerequisites()
         if not (self.data_dir / "data" / "meta.properties").exists():  # else: a restart
             self.format_storage()
         stdout = (self.data_dir / "stdout.log").open("ab")
@@ -182,14 +223,12 @@ class KafkaBroker:
             start_new_session=True,
         )
         self.pid_file.write_text(str(self.process.pid))
-        self.wait_until_ready(began + timeout_s)
-        self.started_in_s = time.monotonic() - began
 
     def wait_until_ready(self, deadline: float) -> None:
         """Block until the broker lists its metadata, or raise with the tail of its log."""
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 0})
+        admin = AdminClient({**self.admin_config(), "log_level": 0})
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
                 raise BrokerError(
@@ -227,6 +266,15 @@ class KafkaBroker:
         while time.monotonic() < deadline and _alive(pid, self.process):
             time.sleep(0.1)
         if _alive(pid, self.process):
+            os.kill(pid, signal.SIGKILL)
+        if self.process is not None:
+            self.process.wait(timeout=10)
+        self.pid_file.unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """SIGKILL: no controlled shutdown (a crashed node)."""
+        pid = self._pid()
+        if pid is not None and _alive(pid, self.process):
             os.kill(pid, signal.SIGKILL)
         if self.process is not None:
             self.process.wait(timeout=10)

@@ -1,6 +1,9 @@
 """``make demo``: a local Kafka broker, sample image events, the detector service, verdicts.
 
-1. starts a real single-node Kafka broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``);
+1. starts a real single-node Kafka broker (or uses ``KAFKA_BOOTSTRAP_SERVERS``); with
+   ``DEMO_SECURE=1`` (``make demo-secure``) a secured one (:mod:`devkafka.secure`: SASL_SSL,
+   SCRAM-SHA-512, a CA made at start, ACLs): the service then runs as user ``synthscan`` with
+   only the ACLs it needs, and the demo's own clients as the super user;
 2. publishes one image event per picture in ``DEMO_IMAGES`` (default: scikit-image's sample
    photos plus a few synthetic images the demo makes from them with ``synth-fakes``: the
    photos reconstructed by small autoencoders, trained here in seconds), mixing the event
@@ -28,6 +31,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
@@ -39,6 +43,7 @@ from consumer.service import Service
 from consumer.settings import ServiceSettings
 from consumer.tail import format_record
 from devkafka.broker import KafkaBroker
+from devkafka.secure import SecureKafkaBroker, service_acls
 from schemas import DeadLetter, ImageData, ImageEvent, Verdict, decode_dead_letter, decode_verdict
 from schemas.cloudevents import encode_image_event
 from scripts.demo_page import disagreements, summary, write_html
@@ -111,19 +116,42 @@ def demo_images() -> list[Path]:
 
 
 @contextmanager
-def kafka() -> Iterator[str]:
-    """The bootstrap servers of ``KAFKA_BOOTSTRAP_SERVERS`` or of a broker started here."""
+def kafka(group: str) -> Iterator[tuple[dict[str, Any], list[str]]]:
+    """The demo's client settings and the service's ``--set`` connection settings, for
+    ``KAFKA_BOOTSTRAP_SERVERS`` or a broker started here (secured with ``DEMO_SECURE=1``)."""
     external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     if external:
-        yield external
+        yield {"bootstrap.servers": external}, [f"kafka.bootstrap_servers={external}"]
         return
     data_dir = ROOT / ".run" / "demo-kafka"
     shutil.rmtree(data_dir, ignore_errors=True)
-    broker = KafkaBroker(data_dir)
+    secure = os.environ.get("DEMO_SECURE", "") not in ("", "0")
+    broker = SecureKafkaBroker(data_dir) if secure else KafkaBroker(data_dir)
     broker.start()
-    print(f"[demo] Kafka broker up at {broker.bootstrap_servers} in {broker.started_in_s:.1f}s")
+    kind = "secured (SASL_SSL, SCRAM-SHA-512, ACLs) " if secure else ""
+    print(
+        f"[demo] {kind}Kafka broker up at {broker.bootstrap_servers} in {broker.started_in_s:.1f}s"
+    )
+    sets = [f"kafka.bootstrap_servers={broker.bootstrap_servers}"]
+    if isinstance(broker, SecureKafkaBroker):
+        password = broker.add_user("synthscan")
+        outputs = [TOPIC_VERDICTS, TOPIC_DLQ]
+        acls = service_acls(
+            "synthscan", input_topics=[TOPIC_IMAGES], group=group, output_topics=outputs
+        )
+        broker.grant(acls)
+        sets += [
+            "kafka.security_protocol=SASL_SSL",
+            "kafka.sasl_mechanism=SCRAM-SHA-512",
+            "kafka.sasl_username=synthscan",
+            f"kafka.sasl_password={password}",
+            f"kafka.ssl_ca_location={broker.tls_files.ca}",
+        ]
+        print(
+            f"[demo] service principal User:synthscan, CA {broker.tls_files.ca.relative_to(ROOT)}"
+        )
     try:
-        yield broker.bootstrap_servers
+        yield broker.admin_config(), sets
     finally:
         broker.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
@@ -172,9 +200,9 @@ def provenance_samples(first: Path) -> list[Path]:
     return [reupload, tagged]
 
 
-def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path | None]:
+def publish(conf: dict[str, Any], images: list[Path], base_url: str) -> dict[str, Path | None]:
     """Publish one event per image in rotating formats, plus two bad events."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(conf)
     topics = [
         NewTopic(TOPIC_IMAGES, 3, 1),
         NewTopic(TOPIC_VERDICTS, 1, 1),
@@ -182,7 +210,7 @@ def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path
     ]
     for future in admin.create_topics(topics).values():
         future.result(timeout=30)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer({**conf, "enable.idempotence": True})
     sent: dict[str, Path | None] = {}
     styles = ("binary/raw", "binary/url", "structured/base64", "structured/url")
     for i, path in enumerate(images):
@@ -236,12 +264,12 @@ def publish(bootstrap: str, images: list[Path], base_url: str) -> dict[str, Path
 
 
 def collect(
-    bootstrap: str, expected: int, timeout_s: float
+    conf: dict[str, Any], expected: int, timeout_s: float
 ) -> tuple[list[Verdict], list[DeadLetter]]:
     """Read verdicts and dead letters until ``expected`` records arrived (or time runs out)."""
     reader = Consumer(
         {
-            "bootstrap.servers": bootstrap,
+            **conf,
             "group.id": f"demo-reader-{uuid.uuid4()}",
             "auto.offset.reset": "earliest",
             "isolation.level": "read_committed",
@@ -272,14 +300,15 @@ def collect(
 def main() -> int:
     images = demo_images()
     began = time.monotonic()
-    with kafka() as bootstrap, image_server(images[0].parent) as base_url:
-        sent = publish(bootstrap, images, base_url)
+    group = f"demo-{uuid.uuid4().hex[:8]}"
+    with kafka(group) as (conf, connection), image_server(images[0].parent) as base_url:
+        sent = publish(conf, images, base_url)
         other = os.environ.get("DEMO_CHECKPOINT")
         checkpoint = [f"model.checkpoint={other}"] if other else []
         settings = ServiceSettings.load(
             [
-                f"kafka.bootstrap_servers={bootstrap}",
-                f"kafka.group_id=demo-{uuid.uuid4().hex[:8]}",
+                *connection,
+                f"kafka.group_id={group}",
                 f'kafka.input_topics=["{TOPIC_IMAGES}"]',
                 f"kafka.verdict_topic={TOPIC_VERDICTS}",
                 f"kafka.dead_letter_topic={TOPIC_DLQ}",
@@ -294,7 +323,7 @@ def main() -> int:
         service = Service(settings)
         thread = service.start()
         print(f"[demo] service starting: checkpoint {settings.model.checkpoint.name}")
-        verdicts, dead = collect(bootstrap, expected=len(sent), timeout_s=300)
+        verdicts, dead = collect(conf, expected=len(sent), timeout_s=300)
         service.stop()
         thread.join(timeout=settings.shutdown.grace_s + 5)
     page = write_html(verdicts, dead, sent, OUT)

@@ -35,10 +35,13 @@ def image_bytes(seed: int, size: tuple[int, int] = (96, 80), fmt: str = "PNG") -
     return buf.getvalue()
 
 
-def create_topics(bootstrap: str, partitions: dict[str, int]) -> None:
+def create_topics(bootstrap: str, partitions: dict[str, int], replication_factor: int = 1) -> None:
     """Create ``{topic: partitions}`` and wait until metadata shows every partition."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    new = [NewTopic(t, num_partitions=n, replication_factor=1) for t, n in partitions.items()]
+    new = [
+        NewTopic(t, num_partitions=n, replication_factor=replication_factor)
+        for t, n in partitions.items()
+    ]
     for future in admin.create_topics(new).values():
         future.result(timeout=30)
     deadline = time.monotonic() + 20

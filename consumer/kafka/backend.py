@@ -6,8 +6,11 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, Producer
 
+from consumer.kafka.access import check_access
 from consumer.kafka.admin import ensure_compacted_topic
 from consumer.kafka.clients import ConsumerClient, ProducerClient
+from consumer.kafka.config import common_config
+from consumer.settings import KafkaSettings
 
 __all__ = ["Backend", "KafkaBackend"]
 
@@ -21,6 +24,10 @@ class Backend(Protocol):
 
     def ensure_compacted_topic(self, conf: dict[str, Any], topic: str) -> None: ...
 
+    def check_access(self, settings: KafkaSettings) -> None:
+        """Raise :class:`~consumer.errors.KafkaAccessError` when the cluster refuses the
+        service (TLS, SASL, ACLs); called once before the model loads."""
+
 
 class KafkaBackend:
     """The real clients (``confluent_kafka``)."""
@@ -33,3 +40,6 @@ class KafkaBackend:
 
     def ensure_compacted_topic(self, conf: dict[str, Any], topic: str) -> None:
         ensure_compacted_topic(conf, topic)
+
+    def check_access(self, settings: KafkaSettings) -> None:
+        check_access(settings, common_config(settings))

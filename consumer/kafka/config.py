@@ -8,6 +8,8 @@ import socket
 import uuid
 from typing import Any
 
+from pydantic import SecretStr
+
 from consumer.settings import KafkaSettings
 
 __all__ = [
@@ -35,12 +37,23 @@ def instance_id(settings: KafkaSettings) -> str:
 def common_config(settings: KafkaSettings) -> dict[str, Any]:
     """Connection settings of any client: bootstrap servers, SASL, the librdkafka passthrough."""
     conf: dict[str, Any] = {"bootstrap.servers": settings.bootstrap_servers}
-    if settings.sasl_username is not None:
-        conf["sasl.username"] = settings.sasl_username
-    if settings.sasl_password is not None:
-        conf["sasl.password"] = settings.sasl_password.get_secret_value()
-    conf.update(settings.librdkafka)
+    named: dict[str, Any] = {
+        "security.protocol": settings.security_protocol,
+        "sasl.mechanism": settings.sasl_mechanism,
+        "sasl.username": settings.sasl_username,
+        "sasl.password": _secret(settings.sasl_password),
+        "ssl.ca.location": settings.ssl_ca_location,
+        "ssl.certificate.location": settings.ssl_certificate_location,
+        "ssl.key.location": settings.ssl_key_location,
+        "ssl.key.password": _secret(settings.ssl_key_password),
+    }
+    conf.update({k: str(v) for k, v in named.items() if v is not None})
+    conf.update(settings.librdkafka)  # the passthrough wins
     return conf
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return None if value is None else value.get_secret_value()
 
 
 def consumer_config(settings: KafkaSettings) -> dict[str, Any]:

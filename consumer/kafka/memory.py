@@ -300,6 +300,9 @@ class MemoryBackend:
     def ensure_compacted_topic(self, conf: dict[str, Any], topic: str) -> None:
         self.broker.create_topic(topic)
 
+    def check_access(self, settings: object) -> None:
+        """The in-memory broker has no security: nothing to check."""
+
 
 def _tp(tp: Partition) -> TopicPartition:
     return TopicPartition(tp[0], tp[1])

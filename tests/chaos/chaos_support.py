@@ -95,6 +95,8 @@ class Ledger:
     def __init__(self, bootstrap: str, topics: list[str]) -> None:
         self.outputs: dict[tuple[str, int, int], list[tuple[str, str | None]]] = defaultdict(list)
         self.times: list[float] = []
+        self.arrivals: list[tuple[float, int, int]] = []
+        """(when, source partition, source offset) of every output."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(
@@ -127,14 +129,23 @@ class Ledger:
                 with self._lock:
                     self.outputs[(src.topic, src.partition, src.offset)].append((name, eid))
                     self.times.append(time.monotonic())
+                    self.arrivals.append((self.times[-1], src.partition, src.offset))
 
     def count(self) -> int:
         with self._lock:
             return len(self.outputs)
 
-    def first_after(self, moment: float) -> float | None:
+    def first_after(
+        self, moment: float, partition: int | None = None, min_offset: int = 0
+    ) -> float | None:
+        """When the first output after ``moment`` arrived (of inputs at ``min_offset`` or later,
+        of ``partition`` only when given)."""
         with self._lock:
-            later = [t for t in self.times if t > moment]
+            later = [
+                t
+                for t, p, o in self.arrivals
+                if t > moment and partition in (None, p) and o >= min_offset
+            ]
         return min(later) if later else None
 
     def wait(self, n: int, timeout: float) -> bool:
@@ -164,6 +175,7 @@ class Stage:
     checkpoint: Path
     exactly_once: bool
     partitions: int = 2
+    replication_factor: int = 1
     kafka: dict[str, Any] = field(default_factory=dict)
     batching: dict[str, Any] = field(default_factory=dict)
     input: str = field(default_factory=lambda: unique("chaos-in"))
@@ -172,7 +184,8 @@ class Stage:
     group: str = field(default_factory=lambda: unique("chaos-group"))
 
     def __post_init__(self) -> None:
-        create_topics(self.bootstrap, {self.input: self.partitions, self.verdicts: 1, self.dlq: 1})
+        topics = {self.input: self.partitions, self.verdicts: 1, self.dlq: 1}
+        create_topics(self.bootstrap, topics, self.replication_factor)
 
     def kafka_settings(self, instance: str) -> dict[str, Any]:
         return {
@@ -298,15 +311,25 @@ class Process:
         return self.log.read_text(errors="replace")[-3000:]
 
 
-def account(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began: float) -> Row:
-    """Lost and duplicated outputs per input message; seconds from the fault to new output."""
+def account(
+    stage: Stage,
+    ledger: Ledger,
+    scenario: str,
+    fault_end: float,
+    began: float,
+    partition: int | None = None,
+    min_offset: int = 0,
+) -> Row:
+    """Lost and duplicated outputs per input message; seconds from the fault to new output
+    (of inputs at ``min_offset`` or later, e.g. produced after the fault; of ``partition``'s
+    inputs, when the fault hit one partition)."""
     expected = stage.expected()
     with ledger._lock:
         outputs = {k: list(v) for k, v in ledger.outputs.items()}
     lost = len(expected - set(outputs))
     duplicated = sum(len(v) - 1 for v in outputs.values())
     dead = sum(1 for v in outputs.values() for name, _ in v if name.startswith("dead_letter"))
-    first = ledger.first_after(fault_end)
+    first = ledger.first_after(fault_end, partition, min_offset)
     row = Row(
         scenario=scenario,
         mode="exactly-once" if stage.exactly_once else "at-least-once",

@@ -17,6 +17,7 @@ from detector import Detector
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import ModelConfig, build_model
 from devkafka.broker import KafkaBroker
+from devkafka.cluster import KafkaCluster
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -34,6 +35,20 @@ def chaos_broker() -> Iterator[KafkaBroker]:
         yield broker
     finally:
         broker.stop()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def chaos_cluster() -> Iterator[KafkaCluster]:
+    """A 3-node replicated KRaft cluster (RF 3, min.insync.replicas=2, 256 MiB heaps), started
+    once for the fault suite's cluster scenarios; they kill and restart its nodes."""
+    data_dir = Path(tempfile.mkdtemp(prefix="synthscan-chaos-cluster-"))
+    cluster = KafkaCluster(data_dir)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
 
 

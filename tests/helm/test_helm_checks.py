@@ -79,6 +79,11 @@ def test_every_value_is_documented() -> None:
             },
             "go together",
         ),
+        ({"kafka.librdkafka.sasl\\.password": "x"}, "kafka.librdkafka.sasl.password is a secret"),
+        (
+            {"extraEnv[0].name": "SYNTHSCAN_KAFKA__SASL_PASSWORD", "extraEnv[0].value": "x"},
+            "holds a secret as a literal value",
+        ),
         ({"model.source": "pvc"}, "model.pvc.claimName"),
         ({"model.source": "initImage"}, "model.initImage.repository"),
         (

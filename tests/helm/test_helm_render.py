@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from helm_support import (
@@ -279,6 +280,31 @@ def test_existing_secrets_for_sasl_and_mutual_tls(render: Render) -> None:
     }
     assert env(docs)["SYNTHSCAN_KAFKA__EXACTLY_ONCE"] == "true"
     assert not any("SASL" in key for key in one(docs, "ConfigMap")["data"])  # secrets stay secret
+
+
+_SECRET_NAME = re.compile(r"password|secret|token", re.IGNORECASE)
+
+
+@pytest.mark.parametrize("values", [p.name for p in CI_VALUES])
+def test_no_secret_in_env_literals_or_configmaps(render: Render, values: str) -> None:
+    """Secrets reach the pod only as secretKeyRef env vars or mounted Secret files."""
+    docs = render(values)
+    spec = pod_spec(docs)
+    for container in [*spec["containers"], *spec.get("initContainers", [])]:
+        literal = [v["name"] for v in container.get("env", []) if "value" in v]
+        assert not [name for name in literal if _SECRET_NAME.search(name)], container["name"]
+    for config_map in (d for d in docs if d["kind"] == "ConfigMap"):
+        for key, value in config_map["data"].items():
+            assert not _SECRET_NAME.search(key), key
+            if value.lstrip().startswith("{"):  # the librdkafka JSON
+                assert not [k for k in json.loads(value) if _SECRET_NAME.search(k)], key
+    if "SASL" in env(docs)["SYNTHSCAN_KAFKA__LIBRDKAFKA"]:
+        assert "SYNTHSCAN_KAFKA__SASL_PASSWORD" in secret_refs(docs)
+        tls = volumes(docs)["kafka-tls"]["secret"]["secretName"]
+        ca = json.loads(env(docs)["SYNTHSCAN_KAFKA__LIBRDKAFKA"])["ssl.ca.location"]
+        mount = mounts(consumer(docs))["/etc/synthscan/kafka-tls"]
+        assert mount["readOnly"] is True and mount["name"] == "kafka-tls" and tls
+        assert ca.startswith("/etc/synthscan/kafka-tls/")
 
 
 def test_pdb_allows_evicting_idle_unready_pods(render: Render) -> None:

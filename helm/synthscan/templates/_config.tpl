@@ -75,6 +75,16 @@
 {{- if and $v.kafka.tls.existingSecret (ne (include "synthscan.tls" .) "true") }}
 {{- fail "kafka.tls.existingSecret is set but kafka.securityProtocol is not SSL or SASL_SSL" }}
 {{- end }}
+{{- range $key, $_ := $v.kafka.librdkafka }}
+{{- if regexMatch "(?i)(password|secret|token)" $key }}
+{{- fail (printf "kafka.librdkafka.%s is a secret and would land in a ConfigMap: use kafka.sasl.existingSecret, kafka.tls.existingSecret or extraEnv with valueFrom.secretKeyRef" $key) }}
+{{- end }}
+{{- end }}
+{{- range $v.extraEnv }}
+{{- if and (regexMatch "(?i)(password|secret|token)" .name) (hasKey . "value") }}
+{{- fail (printf "extraEnv %s holds a secret as a literal value: use valueFrom.secretKeyRef" .name) }}
+{{- end }}
+{{- end }}
 {{- if ne (empty $v.kafka.tls.certKey) (empty $v.kafka.tls.keyKey) }}
 {{- fail "kafka.tls.certKey and kafka.tls.keyKey go together (mutual TLS needs both)" }}
 {{- end }}
