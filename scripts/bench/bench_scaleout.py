@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from devkafka.broker import KafkaBroker
-from scripts.bench.support import ROOT, VerdictClock, create_topics, image_events, png, produce
+from scripts.bench.support import VerdictClock, create_topics, image_events, png, produce
 
+ROOT = Path(__file__).resolve().parents[2]
 PARTITIONS = 12
 
 
