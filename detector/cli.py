@@ -1,4 +1,6 @@
-"""Command line: ``python -m detector {predict,init-checkpoint,convert}``.
+"""Command line: ``python -m detector {predict,init-checkpoint,convert,zeroshot}``.
+
+``zeroshot`` (the real-only forensic self-description signal) is :mod:`detector.zeroshot.cli`.
 
 ``adapt`` (few-shot adapters, :mod:`detector.adapters.cli`) needs the training package too.
 
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_init(sub)
     _add_convert(sub)
+    from detector.zeroshot.cli import register as register_zeroshot
+
+    register_zeroshot(sub)
     try:
         training_cli = importlib.import_module("detector.training.cli")  # owned by training work
     except ModuleNotFoundError as exc:  # only a missing training package is tolerated

@@ -104,7 +104,7 @@ def fit_density(
             variance), for stability with few photos.
         calibration: real descriptions for the z-score (default: the fitting ones).
     """
-    from sklearn.mixture import GaussianMixture
+    from sklearn.mixture import GaussianMixture  # type: ignore[import-untyped,unused-ignore]
 
     arr = np.asarray(x, dtype=np.float64)
     mean, proj = _pca(arr, pca_dims)

@@ -76,7 +76,7 @@ def to_gray(image: np.ndarray | torch.Tensor) -> torch.Tensor:
 
     ITU-R BT.601 weights, values in [0, 1].
     """
-    t = torch.as_tensor(np.ascontiguousarray(image)) if isinstance(image, np.ndarray) else image
+    t = torch.from_numpy(np.array(image)) if isinstance(image, np.ndarray) else image
     t = t.float() / 255.0
     if t.ndim == 2:
         return t

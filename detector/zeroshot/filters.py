@@ -107,6 +107,7 @@ class FilterBank(nn.Module):
         super().__init__()
         masks = support_masks() if masks is None else masks
         init = classical_filters(masks.shape[-1]) if init is None else init
+        self.masks: torch.Tensor
         self.register_buffer("masks", masks.float().clone())
         self.raw = nn.Parameter(init.float().clone())
 
@@ -160,7 +161,7 @@ def train_filters(
         res = bank(batch)
         loss = res.pow(2).mean(dim=(0, 2, 3)).sum() * 1e3  # per-filter energy, summed
         opt.zero_grad()
-        loss.backward()  # type: ignore[no-untyped-call]
+        loss.backward()
         opt.step()
         losses.append(float(loss.detach()))
         if progress is not None:
