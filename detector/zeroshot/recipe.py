@@ -141,6 +141,13 @@ def _describe_all(
     return np.stack(out)
 
 
+def _loss_summary(losses: list[float], k: int = 20) -> dict[str, float]:
+    """Mean training loss (residual energy x 1e3) of the first and last ``k`` steps."""
+    if not losses:
+        return {}
+    return {f"first{k}": float(np.mean(losses[:k])), f"last{k}": float(np.mean(losses[-k:]))}
+
+
 def fit_recipe(
     src: str | Path,
     cfg: RecipeConfig,
@@ -178,7 +185,7 @@ def fit_recipe(
             "fit_descriptions": len(x_fit),
             "held_descriptions": len(x_held),
         },
-        "filter_loss": {"first": losses[0], "last": losses[-1]} if losses else {},
+        "filter_loss": _loss_summary(losses),
         "recipe": cfg.to_dict(),
         "input": str(src),
     }

@@ -180,3 +180,22 @@ def test_density_scores_nearest_neighbour_upsampled_copies_above_held_out_origin
     held = torch.stack([describe_image(natural_like(64, s), w, SMALL) for s in range(100, 120)])
     ups = torch.stack([describe_image(nearest_upsampled(64, s), w, SMALL) for s in range(200, 220)])
     assert auc(density.score(held).numpy(), density.score(ups).numpy()) > 0.9
+
+
+@pytest.mark.parametrize(
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "cuda",
+            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+        ),
+    ],
+)
+def test_boxes_on_a_device_match_the_cpu(device: str) -> None:
+    img = natural_like(64, 7)
+    w = classical_filters()
+    boxes = torch.tensor([[0, 0, 40, 40], [20, 20, 60, 60]])
+    ref = describe_boxes(img, boxes, w, SMALL)
+    got = describe_boxes(img, boxes, w, SMALL, device=device)
+    assert torch.allclose(got, ref, atol=1e-3)
