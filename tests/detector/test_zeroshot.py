@@ -199,3 +199,16 @@ def test_boxes_on_a_device_match_the_cpu(device: str) -> None:
     ref = describe_boxes(img, boxes, w, SMALL)
     got = describe_boxes(img, boxes, w, SMALL, device=device)
     assert torch.allclose(got, ref, atol=1e-3)
+
+
+def test_the_shipped_artifact_loads_and_scores() -> None:
+    from pathlib import Path
+
+    path = (
+        Path(__file__).resolve().parents[2] / "detector/checkpoints/zeroshot-fsd-devset.safetensors"
+    )
+    model = load_zeroshot(path)
+    assert model.filters.shape == (8, 15, 15)
+    assert torch.allclose(model.filters.sum(dim=(1, 2)), torch.ones(8), atol=1e-4)
+    assert model.info["counts"]["fit_photos"] > 0 and model.info["sources"]
+    assert np.isfinite(model.score(natural_like(64, 1)))
