@@ -40,13 +40,14 @@ def main() -> None:
     ap.add_argument("--artifact", type=Path)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-pixels", type=int, nargs="*", default=[4096, 2048])
+    ap.add_argument("--neighbourhood", type=int, default=11)
     args = ap.parse_args()
     torch.set_num_threads(1)
     filters = load_zeroshot(args.artifact).filters if args.artifact else classical_filters()
     rng = np.random.default_rng(0)
     images = {s: rng.integers(0, 256, (s, s, 3), dtype=np.uint8) for s in (512, 2048)}
     for cap in args.max_pixels:
-        p = DescribeParams(max_pixels=cap)
+        p = DescribeParams(neighbourhood=args.neighbourhood, max_pixels=cap)
         row: dict[str, object] = {"neighbourhood": p.neighbourhood, "max_pixels": cap}
         for side, img in images.items():
             row[f"ms_image_{side}"] = round(
