@@ -1,4 +1,6 @@
-"""Command line: ``python -m detector {predict,init-checkpoint,convert}``.
+"""Command line: ``python -m detector {predict,init-checkpoint,convert,zeroshot}``.
+
+``zeroshot`` (the real-only forensic self-description signal) is :mod:`detector.zeroshot.cli`.
 
 ``adapt`` (few-shot adapters) comes from :mod:`detector.adapters.cli`, and ``train``,
 ``calibrate``, ``evaluate`` and ``synth-fakes`` from :mod:`detector.training.cli`, each through
@@ -32,6 +34,7 @@ from detector.model import (
 from detector.patches import PatchStrategy
 from detector.psm import Suppression
 from detector.training.cli import register as register_training
+from detector.zeroshot.cli import register as register_zeroshot
 
 __all__ = ["build_parser", "main"]
 
@@ -123,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     register_training(sub)
     register_adapt(sub)
+    register_zeroshot(sub)
     return parser
 
 
