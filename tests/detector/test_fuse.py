@@ -105,3 +105,35 @@ def test_views_from_uint8_match_the_reference_crops(config: ModelConfig) -> None
 def test_inference_copy_rejects_unknown_runtime() -> None:
     with pytest.raises(ValueError, match="runtime"):
         inference_copy(nn.Identity(), "tensorrt")
+
+
+def test_folding_on_one_thread_never_breaks_a_model_scoring_on_another() -> None:
+    """Issue 19: a hot reload folds the new model while the old one scores on the worker thread.
+    torch.fx tracing patched ``nn.Module.__call__`` process-wide, so the scoring thread failed
+    with ``NameError('module is not installed as a submodule')``."""
+    import threading
+
+    serving, incoming = _trained_like(), _trained_like()
+    x = torch.randn(1, 3, 64, 64)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def score() -> None:
+        while not done.is_set():
+            try:
+                with torch.inference_mode():
+                    serving.backbone(x)
+            except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+                errors.append(exc)
+                return
+
+    worker = threading.Thread(target=score)
+    worker.start()
+    try:
+        for _ in range(5):
+            folded = fold_batchnorm(incoming.backbone)
+    finally:
+        done.set()
+        worker.join(30)
+    assert errors == []
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
