@@ -25,6 +25,8 @@ from chaos_support import (
 )
 from raw_kafka import produce_raw
 
+from consumer import Service
+from consumer.model_reload import ModelReloader
 from detector import DECODE_BYTES_PER_PIXEL, Detector
 from devkafka.broker import KafkaBroker
 from schemas import ErrorCode
@@ -57,6 +59,15 @@ def services(chaos_detector: Detector) -> Iterator[InProcess]:
 
 def _ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _finish(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began: float) -> None:
@@ -207,3 +218,37 @@ def test_pixel_flood(
     # A flood image went through the budget, and the budget was never exceeded.
     assert FLOOD_SIDE**2 * DECODE_BYTES_PER_PIXEL <= service.pixels.peak <= FLOOD_BUDGET
     assert service.error is None
+
+
+@MODES
+def test_model_reload_under_load(
+    exactly_once: bool, chaos_broker: KafkaBroker, chaos_glff_checkpoint: Path
+) -> None:
+    """Events flow at about 5/s while the model is reloaded 5 times: every event gets its
+    verdict (from the old or the new model), none ``inference_failed`` (issue 19: fx tracing
+    of the new model on the reload thread broke the batch scoring on the worker)."""
+    began = time.monotonic()
+    stage = Stage(chaos_broker.bootstrap_servers, chaos_glff_checkpoint, exactly_once)
+    ledger = stage.ledger()
+    service = Service(stage.settings())  # loads its own model: a reloader around it
+    thread = service.start()
+    try:
+        assert service.wait_ready(90), f"service not ready: {service.error!r}"
+        reloader = service.detector
+        assert isinstance(reloader, ModelReloader)
+        ids = _ids("m", 60)
+        for i in range(0, len(ids), 2):  # 2 events every 0.4 s, a reload every 2.4 s
+            produce_events(stage.bootstrap, stage.input, ids[i : i + 2], stage.partitions)
+            if i % 12 == 6:
+                reloader.request()
+            time.sleep(0.4)
+        assert wait_for(lambda: reloader.reloads >= 5, 60), reloader.reloads
+        fault_end = time.monotonic()
+        produce_events(stage.bootstrap, stage.input, _ids("m-after", 4), stage.partitions)
+        _finish(stage, ledger, "reload x5", fault_end, began)
+        codes = [n for v in ledger.outputs.values() for n, _ in v if n.startswith("dead_letter")]
+        assert codes == []
+        assert service.error is None and reloader.refusals == 0
+    finally:
+        service.stop()
+        thread.join(30)
