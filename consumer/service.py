@@ -32,6 +32,7 @@ from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
 from consumer.kafka.config import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.metrics import Metrics
+from consumer.destination import DestinationGate
 from consumer.model_reload import load_detector, reloader_for
 from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
 from consumer.processor import StreamProcessor, Undeliverable
@@ -197,6 +198,7 @@ class Service:
             max_attempts=kafka.delivery_attempts,
             on_failure=commit.on_failure,
             on_undeliverable=undeliverable.report,
+            gate=DestinationGate(lambda ok: setattr(self.health, "output_ok", ok)),
         )
         pipeline = self._pipeline(detector, produce, backpressure, is_live)
         processor = StreamProcessor(

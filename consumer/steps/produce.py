@@ -11,6 +11,7 @@ from typing import Literal
 
 import structlog
 
+from consumer.destination import DestinationGate, is_destination_error
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka import KafkaError, KafkaException
@@ -54,6 +55,11 @@ class ProduceStep(ProcessingStep[Outcome]):
     *undeliverable*: logged once, counted, handed to ``on_undeliverable`` and never confirmed
     (so its offset is never committed). ``on_failure`` hears of every failed delivery (the
     exactly-once step aborts the transaction). Outcomes of revoked partitions are dropped.
+
+    A destination error (the topic is unknown, deleted or not authorized:
+    :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
+    ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
+    spent, so a missing topic never turns a stream into dead letters.
     """
 
     def __init__(
@@ -67,6 +73,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         max_attempts: int = 3,
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
+        gate: DestinationGate | None = None,
     ) -> None:
         self.next_step = next_step
         self._producers = producers
@@ -77,6 +84,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._max_attempts = max(1, max_attempts)
         self._on_failure = on_failure
         self._on_undeliverable = on_undeliverable
+        self.gate = gate if gate is not None else DestinationGate()
         self._backlog: deque[_Pending] = deque()
         self._awaiting = 0
         self._rejected: OrderedDict[tuple[str, int, int], tuple[Stage, str]] = OrderedDict()
@@ -169,7 +177,9 @@ class ProduceStep(ProcessingStep[Outcome]):
         return _Pending(item, self._builder.dead_letter(item, minimal=minimal), stage)
 
     def _drain(self) -> None:
-        while self._backlog:
+        if self._backlog and not self.gate.open(self._producer):
+            return
+        while self._backlog and not self.gate.blocked:
             pending = self._backlog[0]
             if not self._is_live(pending.item.envelope):  # revoked or rewound meanwhile
                 self._backlog.popleft()
@@ -188,6 +198,9 @@ class ProduceStep(ProcessingStep[Outcome]):
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
+                if is_destination_error(error):  # kept at the head; output held
+                    self.gate.fault(record.topic, error)
+                    return
                 if _transaction_state(error):  # the commit step aborts and rewinds
                     log.warning("produce_refused", error=str(error))
                     self._on_failure(str(error))
@@ -235,6 +248,11 @@ class ProduceStep(ProcessingStep[Outcome]):
         if err is not None:
             self._metrics.produce_errors.inc()
             if not self._is_live(env):
+                return
+            if is_destination_error(err):  # not the record's fault: held, no attempt spent
+                self.gate.fault(record.topic, err)
+                self._on_failure(err.str())  # exactly-once: the transaction must abort
+                self._backlog.appendleft(pending)
                 return
             pending.attempts += 1
             if err.retriable() and pending.attempts < self._max_attempts:

@@ -23,6 +23,8 @@ from chaos_support import (
     produce_events,
     solid_png,
 )
+from confluent_kafka.admin import AdminClient
+from kafka_support import committed, create_topics
 from raw_kafka import produce_raw
 
 from consumer import Service
@@ -252,3 +254,45 @@ def test_model_reload_under_load(
     finally:
         service.stop()
         thread.join(30)
+
+
+def _delete_topic(bootstrap: str, topic: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    for future in admin.delete_topics([topic], operation_timeout=30).values():
+        future.result(30)
+    assert wait_for(lambda: topic not in admin.list_topics(timeout=10).topics, 30)
+
+
+@MODES
+def test_missing_verdict_topic(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    """The verdict topic does not exist (producer auto-creation off): a destination fault, not
+    a record error. No input is committed, no dead letter is written, ``/readyz`` turns not
+    ready within 30 s; when the topic appears, every event gets its verdict (issue 19)."""
+    began = time.monotonic()
+    stage = stage_factory(
+        exactly_once, kafka={"producer_overrides": {"allow.auto.create.topics": False}}
+    )
+    _delete_topic(stage.bootstrap, stage.verdicts)
+    produce_events(stage.bootstrap, stage.input, _ids("t", N), stage.partitions)
+    service = services.start(stage.settings())
+    held_at = time.monotonic()
+    assert wait_for(lambda: not service.health.ready(), 30), "still ready"
+    not_ready_s = time.monotonic() - held_at
+    time.sleep(5)  # held: retried with back-off, nothing committed, no dead letter
+    assert not service.health.ready()
+    assert set(committed(stage.bootstrap, stage.group, stage.input, stage.partitions).values()) <= {
+        -1001,
+        0,
+    }
+    create_topics(stage.bootstrap, {stage.verdicts: 1})
+    fault_end = time.monotonic()
+    ledger = stage.ledger()
+    _finish(stage, ledger, "missing verdicts", fault_end, began)
+    assert [n for v in ledger.outputs.values() for n, _ in v if n.startswith("dead_letter")] == []
+    assert wait_for(service.health.ready, 30)
+    aborted = service.metrics.commits.labels(result="aborted")._value.get()
+    print(f"not ready after {not_ready_s:.1f} s; {aborted:.0f} aborted transactions")
+    assert aborted <= 3
+    assert service.error is None
