@@ -25,6 +25,7 @@ import torch
 
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
+from consumer.destination import DestinationGate
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
@@ -32,7 +33,6 @@ from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
 from consumer.kafka.config import consumer_config, instance_id, max_record_bytes, producer_config
 from consumer.metrics import Metrics
-from consumer.destination import DestinationGate
 from consumer.model_reload import load_detector, reloader_for
 from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
 from consumer.processor import StreamProcessor, Undeliverable

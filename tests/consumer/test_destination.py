@@ -3,6 +3,7 @@ state change each way (issue 19: a missing verdict topic is not a record error).
 
 from __future__ import annotations
 
+import itertools
 from types import SimpleNamespace
 from typing import Any
 
@@ -45,7 +46,7 @@ def test_gate_backs_off_and_reports_each_state_change_once() -> None:
         if producer.probes > before:
             probed_at.append(now[0])
         now[0] += 0.25
-    gaps = [b - a for a, b in zip(probed_at, probed_at[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(probed_at)]
     assert gaps[:4] == [2.0, 4.0, 8.0, 16.0] and max(gaps) == BACKOFF_MAX_S
     producer.exists = True
     now[0] += BACKOFF_MAX_S

@@ -123,7 +123,7 @@ def test_folding_on_one_thread_never_breaks_a_model_scoring_on_another() -> None
             try:
                 with torch.inference_mode():
                     serving.backbone(x)
-            except BaseException as exc:  # noqa: BLE001 - the test reports any failure
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
