@@ -199,7 +199,10 @@ class Service:
             on_failure=commit.on_failure,
             on_undeliverable=undeliverable.report,
             gate=DestinationGate(lambda ok: setattr(self.health, "output_ok", ok)),
+            hold=kafka.exactly_once,
         )
+        if isinstance(commit, TransactionalCommitStep):
+            commit.output = produce  # releases held outputs at each commit
         pipeline = self._pipeline(detector, produce, backpressure, is_live)
         processor = StreamProcessor(
             consumer,

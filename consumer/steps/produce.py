@@ -41,6 +41,10 @@ class _Pending:
     record: OutRecord
     stage: Stage
     attempts: int = 0
+    receipted: bool = False
+    """Its receipt went to the next step when it was held (exactly-once)."""
+    latest: OutRecord | None = None
+    """The latest-verdict record to produce with it (held until release)."""
 
 
 class ProduceStep(ProcessingStep[Outcome]):
@@ -60,6 +64,13 @@ class ProduceStep(ProcessingStep[Outcome]):
     :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
     ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
     spent, so a missing topic never turns a stream into dead letters.
+
+    With ``hold`` (exactly-once) outputs are not produced as they come: each is *held* and its
+    receipt goes to the next step at once (its work is finished), and :meth:`release` produces
+    those the commit step is about to commit (a prefix of each partition), so a transaction
+    holds only outputs whose offsets it commits, and it stays open on the broker only from
+    the release to the commit, however slow the model (issue 19). Any failed delivery of a
+    released record aborts the transaction (``on_failure``).
     """
 
     def __init__(
@@ -74,6 +85,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
         gate: DestinationGate | None = None,
+        hold: bool = False,
     ) -> None:
         self.next_step = next_step
         self._producers = producers
@@ -85,6 +97,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._on_failure = on_failure
         self._on_undeliverable = on_undeliverable
         self.gate = gate if gate is not None else DestinationGate()
+        self._hold = hold
+        self._held: list[_Pending] = []
         self._backlog: deque[_Pending] = deque()
         self._awaiting = 0
         self._rejected: OrderedDict[tuple[str, int, int], tuple[Stage, str]] = OrderedDict()
@@ -92,8 +106,40 @@ class ProduceStep(ProcessingStep[Outcome]):
 
     @property
     def pending(self) -> int:
-        """Records not yet confirmed (queued locally or awaiting a delivery report)."""
+        """Records produced or to produce, not yet confirmed (queued locally or awaiting a
+        delivery report); held records are not counted."""
         return len(self._backlog) + self._awaiting
+
+    @property
+    def held(self) -> int:
+        """Outputs held for a later transaction (exactly-once)."""
+        return len(self._held)
+
+    def release(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Produce the held outputs of messages before ``offsets`` (per partition); drop
+        those of revoked or rewound partitions; keep the rest held."""
+        keep: list[_Pending] = []
+        for pending in self._held:
+            env = pending.item.envelope
+            if not self._is_live(env):
+                continue
+            if env.offset < offsets.get(env.tp, -1):
+                if pending.latest is not None:
+                    self._produce_best_effort(pending.latest)
+                self._backlog.append(pending)
+            else:
+                keep.append(pending)
+        self._held = keep
+        self._drain()
+
+    def deliver(self, timeout: float) -> bool:
+        """Serve delivery reports until every released record is confirmed (True) or
+        ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self.pending and remaining(deadline) != 0.0:
+            self._drain()
+            self._serve(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.pending == 0
 
     @property
     def _producer(self) -> ProducerClient:
@@ -112,11 +158,18 @@ class ProduceStep(ProcessingStep[Outcome]):
         pending = self._build(item)
         if pending is None:
             return
-        self._backlog.append(pending)
+        latest = None
         if pending.stage == "verdict" and isinstance(pending.item, WorkItem):
             latest = self._builder.latest(pending.item, pending.record)
-            if latest is not None:
-                self._produce_best_effort(latest)
+        if self._hold:
+            pending.latest, pending.receipted = latest, True
+            self._held.append(pending)
+            env = pending.item.envelope
+            self.next_step.submit(Delivered(env, time.time(), isinstance(pending.item, Failure)))
+            return
+        self._backlog.append(pending)
+        if latest is not None:
+            self._produce_best_effort(latest)
         self._drain()
 
     def poll(self) -> None:
@@ -239,6 +292,7 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._rejected.popitem(last=False)
         following = self._stage(pending.item, stage, reason)
         if following is not None:
+            following.receipted = pending.receipted
             self._backlog.append(following)
 
     def _on_delivery(self, pending: _Pending, err: KafkaError | None, _msg: object) -> None:
@@ -291,7 +345,8 @@ class ProduceStep(ProcessingStep[Outcome]):
             )
         if env.timestamp_ms is not None:
             self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
-        self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
+        if not pending.receipted:
+            self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
 
 
 def _coords(env: Envelope) -> tuple[str, int, int]:

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from chaos_support import (
@@ -296,3 +297,39 @@ def test_missing_verdict_topic(
     print(f"not ready after {not_ready_s:.1f} s; {aborted:.0f} aborted transactions")
     assert aborted <= 3
     assert service.error is None
+
+
+class SlowModel:
+    """The chaos model at ``seconds`` per image (a slow GPU, a busy machine)."""
+
+    def __init__(self, inner: Detector, seconds: float) -> None:
+        self.inner, self.info, self.seconds = inner, inner.info, seconds
+
+    def predict(self, images: Any) -> Any:
+        time.sleep(self.seconds * len(images))
+        return self.inner.predict(images)
+
+
+def test_exactly_once_on_a_slow_model(
+    stage_factory: Callable[..., Stage], chaos_detector: Detector
+) -> None:
+    """Exactly-once with 24 messages in flight at 0.5 s per image (12 s of work) and an 8 s
+    transaction timeout: transactions commit what is finished, so none outlives its timeout
+    (issue 19: the drain before each commit overran it, the producer was fenced, exit 1)."""
+    began = time.monotonic()
+    stage = stage_factory(
+        True,
+        kafka={"producer_overrides": {"transaction.timeout.ms": 8000}},
+        batching={"max_in_flight_messages": 24},
+    )
+    produce_events(stage.bootstrap, stage.input, _ids("s", 32), stage.partitions)
+    ledger = stage.ledger()
+    running = InProcess(SlowModel(chaos_detector, 0.5))
+    try:
+        service = running.start(stage.settings())
+        fault_end = time.monotonic()
+        _finish(stage, ledger, "slow model", fault_end, began)
+        assert service.error is None
+        assert service.metrics.commits.labels(result="aborted")._value.get() == 0
+    finally:
+        running.stop()
