@@ -16,7 +16,7 @@ from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.clients import ProducerClient, ProducerHandle
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, sane_age
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
 
@@ -343,8 +343,9 @@ class ProduceStep(ProcessingStep[Outcome]):
                 reason=item.message,
                 source=f"{env.topic}[{env.partition}]@{env.offset}",
             )
-        if env.timestamp_ms is not None:
-            self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
+        age = sane_age(env.timestamp_ms, now)  # a 1971 or 2100 stamp is not a latency
+        if age is not None:
+            self._metrics.end_to_end.observe(age)
         if not pending.receipted:
             self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
 
