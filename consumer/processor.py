@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 
 import structlog
 
@@ -153,10 +154,31 @@ class StreamProcessor:
             if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
+            if self._tracker.regresses(env.tp, env.offset) is not None:
+                env = self._start_over(env)
             self._head.submit(env)
             self._carried.popleft()
             self._tracker.register(env.tp, env.offset)
             self._metrics.events_in.labels(topic=env.topic).inc()
+
+    def _start_over(self, env: Envelope) -> Envelope:
+        """``env``'s partition went back in offsets (its topic was deleted and re-created, or
+        its log truncated): start its bookkeeping over instead of stopping (issue 19). Work
+        of the old incarnation is dropped (a new epoch); carried messages of the partition are
+        re-stamped with it."""
+        log.warning(
+            "input_offsets_started_over",
+            topic=env.topic,
+            partition=env.partition,
+            offset=env.offset,
+            after=self._tracker.regresses(env.tp, env.offset),
+            action="in-flight work of the partition dropped; tracking starts over",
+        )
+        epoch = self._tracker.restart(env.tp)
+        self._carried = deque(
+            replace(e, epoch=epoch) if e.tp == env.tp else e for e in self._carried
+        )
+        return replace(env, epoch=epoch)
 
     def _reject(self) -> None:
         if self._backpressure.on_rejected():
