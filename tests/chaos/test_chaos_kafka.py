@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 from chaos_support import (
+    REPORT,
     InProcess,
     Ledger,
     Process,
+    Row,
     Stage,
     account,
     produce_events,
@@ -417,3 +419,47 @@ def test_slow_url_flood_next_to_inline_events(
         assert service.error is None
     finally:
         server.close()
+
+
+@MODES
+def test_recreated_input_topic(
+    exactly_once: bool, stage_factory: Callable[..., Stage], services: InProcess
+) -> None:
+    """The input topic is deleted and re-created under the running service: it keeps
+    running and the events of the new topic all get their outputs, once each (issue 19: the
+    service exited, ``offset 0 registered after 297``). Whether librdkafka reassigns the
+    partitions or resets the fetch offset (the path that hit the tracker) depends on timing."""
+    began = time.monotonic()
+    stage = stage_factory(exactly_once)
+    produce_events(stage.bootstrap, stage.input, _ids("old", 12), stage.partitions)
+    ledger = stage.ledger()
+    service = services.start(stage.settings())
+    assert ledger.wait(12, 60)
+    _delete_topic(stage.bootstrap, stage.input)
+    create_topics(stage.bootstrap, {stage.input: stage.partitions})
+    fault_end = time.monotonic()
+    new = _ids("new", 8)
+    produce_events(stage.bootstrap, stage.input, new, stage.partitions)
+    deadline = time.monotonic() + DONE_S
+    while time.monotonic() < deadline and not set(new) <= set(ledger.arrived):
+        time.sleep(0.2)
+    ledger.settle()
+    with ledger._lock:
+        names = [(n, eid) for v in ledger.outputs.values() for n, eid in v if eid in new]
+    ledger.close()
+    seen = {eid for _, eid in names}
+    row = Row(
+        "recreated input",
+        "exactly-once" if exactly_once else "at-least-once",
+        len(new),
+        len(set(new) - seen),
+        len(names) - len(seen),
+        sum(1 for n, _ in names if n.startswith("dead_letter")),
+        round(min(ledger.arrived[e] for e in seen) - fault_end, 1) if seen else float("inf"),
+        round(time.monotonic() - began, 1),
+    )
+    REPORT.append(row)
+    assert row.lost == 0 and row.dead_letters == 0, row
+    if exactly_once:
+        assert row.duplicated == 0, row
+    assert service.error is None and services.services[-1][1].is_alive(), row
