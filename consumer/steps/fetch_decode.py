@@ -221,7 +221,7 @@ def _settle(outcome: Future[Outcome | None], done: Future[Outcome | None]) -> No
     if done.cancelled():
         outcome.set_result(None)
     elif done.exception() is not None:
-        outcome.set_exception(done.exception())  # type: ignore[arg-type]
+        outcome.set_exception(done.exception())
     else:
         outcome.set_result(done.result())
 
