@@ -10,6 +10,13 @@
 
 from __future__ import annotations
 
+import signal
+
+if __name__ == "__main__":
+    # SIGHUP asks the model reloader for a reload; its handler exists only once the model is
+    # loaded. Before that the default action (terminate) killed a starting pod (issue 19).
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
 import argparse
 import sys
 from collections.abc import Sequence

@@ -82,6 +82,23 @@ class CommitTracker:
             state.highest = offset
             return state.epoch
 
+    def regresses(self, tp: Partition, offset: int) -> int | None:
+        """The highest offset registered in ``tp`` when ``offset`` is not above it (the
+        partition's offsets started over: its topic was deleted and re-created), else None."""
+        with self._lock:
+            state = self._parts.get(tp)
+            if state is None or state.highest is None or offset > state.highest:
+                return None
+            return state.highest
+
+    def restart(self, tp: Partition) -> int:
+        """Forget ``tp``'s bookkeeping (its in-flight work is dropped: a new epoch); the new
+        epoch."""
+        with self._lock:
+            state = _PartitionState(epoch=next(self._epochs))
+            self._parts[tp] = state
+            return state.epoch
+
     def epoch(self, tp: Partition) -> int:
         """The current epoch of ``tp``; KeyError when it is not assigned."""
         with self._lock:

@@ -1,8 +1,10 @@
 """Liveness, readiness and metrics over a small HTTP server with bounded resources.
 
 - ``/healthz``: 200 iff the poll loop's heartbeat is fresh (never a broker check).
-- ``/readyz``: 200 iff the model is loaded and warm, partitions are assigned and none is stuck
-  behind an undeliverable record (its output and its dead letter were both refused for good).
+- ``/readyz``: 200 iff the model is loaded and warm, partitions are assigned, none is stuck
+  behind an undeliverable record (its output and its dead letter were both refused for good),
+  and the output topics are writable (not missing, deleted or unauthorized:
+  :mod:`consumer.destination`).
 - ``/metrics``: Prometheus text format.
 
 Requests are served by a fixed pool of threads; a request must arrive within
@@ -36,6 +38,7 @@ class HealthState:
     assigned: int = 0
     stopping: bool = False
     stuck_partitions: int = 0
+    output_ok: bool = True
     started: float = field(default_factory=time.monotonic)
 
     def beat(self) -> None:
@@ -52,6 +55,7 @@ class HealthState:
             and self.assigned > 0
             and not self.stopping
             and self.stuck_partitions == 0
+            and self.output_ok
             and self.live()
         )
 
@@ -65,6 +69,7 @@ class HealthState:
             "assigned_partitions": self.assigned,
             "stopping": self.stopping,
             "stuck_partitions": self.stuck_partitions,
+            "output_ok": self.output_ok,
         }
 
 

@@ -7,10 +7,27 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
-__all__ = ["Metrics", "VerdictCacheMetrics"]
+__all__ = ["MAX_SANE_AGE_S", "Metrics", "VerdictCacheMetrics", "sane_age"]
 
 _LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+MAX_SANE_AGE_S = 30 * 86_400.0
+"""Latency metrics ignore messages stamped more than this before now (a producer clock at
+1970, or a replayed archive: issue 19 saw a latency sum of 3.56e9 s from three such records)."""
+MAX_SKEW_S = 300.0
+"""... and those stamped more than this after now (a producer clock in 2100)."""
+
+
+def sane_age(timestamp_ms: int | None, now_s: float) -> float | None:
+    """Seconds from ``timestamp_ms`` to ``now_s`` (0 for a small clock skew), or None when the
+    timestamp is missing or outside the sane window."""
+    if timestamp_ms is None:
+        return None
+    age = now_s - timestamp_ms / 1000.0
+    if age < -MAX_SKEW_S or age > MAX_SANE_AGE_S:
+        return None
+    return max(0.0, age)
 
 
 class Metrics:

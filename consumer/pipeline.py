@@ -84,6 +84,8 @@ def build_pipeline(
         settings.decode,
         metrics,
         workers=batching.fetch_workers,
+        decode_workers=batching.decode_workers,
+        max_per_host=settings.fetch.max_per_host,
         resolve_ref=fetcher.resolve_ref,
         is_live=is_live,
         enrich=enrich,

@@ -156,10 +156,35 @@ class StreamProcessor:
             if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
                 return
+            if self._tracker.regresses(env.tp, env.offset) is not None:
+                self._start_over(env)
+                continue
             self._head.submit(env)
             self._carried.popleft()
             self._tracker.register(env.tp, env.offset)
             self._metrics.events_in.labels(topic=env.topic).inc()
+
+    def _start_over(self, env: Envelope) -> None:
+        """``env``'s partition went back in offsets (its topic was deleted and re-created, or
+        its log truncated): start its bookkeeping over instead of stopping (issue 19). Work
+        of the old incarnation is dropped (a new epoch), and the partition is assigned again
+        at ``env``'s offset: librdkafka otherwise kept fetching from the old position, reset
+        to the beginning every half second, and the new records were processed again and
+        again."""
+        log.warning(
+            "input_offsets_started_over",
+            topic=env.topic,
+            partition=env.partition,
+            offset=env.offset,
+            after=self._tracker.regresses(env.tp, env.offset),
+            action="in-flight work of the partition dropped; tracking starts over",
+        )
+        self._drop_carried([env.tp])
+        self._tracker.restart(env.tp)
+        tp = TopicPartition(env.topic, env.partition)
+        self._consumer.incremental_unassign([tp])
+        self._consumer.incremental_assign([TopicPartition(env.topic, env.partition, env.offset)])
+        self._apply_pause([tp])
 
     def _reject(self) -> None:
         if self._backpressure.on_rejected():

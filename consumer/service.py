@@ -27,6 +27,7 @@ import torch
 from consumer.assembly import load_checked_detector, record_factory
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
+from consumer.destination import DestinationGate
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
@@ -197,16 +198,7 @@ class Service:
         def is_live(env: Envelope) -> bool:
             return tracker.is_current(env.tp, env.epoch)
 
-        produce = ProduceStep(
-            producers,
-            self._records(detector),
-            commit,
-            self.metrics,
-            is_live,
-            max_attempts=kafka.delivery_attempts,
-            on_failure=commit.on_failure,
-            on_undeliverable=undeliverable.report,
-        )
+        produce = self._produce_step(producers, detector, commit, is_live, undeliverable)
         pipeline = self._pipeline(detector, produce, backpressure, is_live)
         processor = StreamProcessor(
             consumer,
@@ -227,6 +219,32 @@ class Service:
         finally:
             pipeline.enrich.close()
             _close_producer(producers.current)  # replaced after lost contact with the cluster
+
+    def _produce_step(
+        self,
+        producers: ProducerHandle,
+        detector: LoadedDetector,
+        commit: CommitStep,
+        is_live: Callable[[Envelope], bool],
+        undeliverable: Undeliverable,
+    ) -> ProduceStep:
+        """The output step; exactly-once: it holds outputs that ``commit`` releases."""
+        kafka = self.settings.kafka
+        produce = ProduceStep(
+            producers,
+            self._records(detector),
+            commit,
+            self.metrics,
+            is_live,
+            max_attempts=kafka.delivery_attempts,
+            on_failure=commit.on_failure,
+            on_undeliverable=undeliverable.report,
+            gate=DestinationGate(lambda ok: setattr(self.health, "output_ok", ok)),
+            hold=kafka.exactly_once,
+        )
+        if isinstance(commit, TransactionalCommitStep):
+            commit.output = produce  # releases held outputs at each commit
+        return produce
 
     def _pipeline(
         self,

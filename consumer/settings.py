@@ -146,6 +146,9 @@ class BatchingSettings(_Section):
     max_in_flight_messages: int = Field(default=256, ge=1)
     max_in_flight_pixel_bytes: int = Field(default=1024**3, ge=1024**2)
     fetch_workers: int = Field(default=8, ge=1, le=256)
+    """Threads that download claim-check URLs (fetching only: decoding has its own)."""
+    decode_workers: int = Field(default=4, ge=1, le=256)
+    """Threads that decode images, inline or fetched (a slow URL never holds one)."""
 
 
 class ModelSettings(_Section):
@@ -185,6 +188,10 @@ class FetchSettings(_Section):
     """Networks exempt from the SSRF address check (tests and the demo: ``127.0.0.1/32``)."""
     object_base_url: str | None = None
     """Base URL that event ``ref`` object keys are resolved against; None refuses refs."""
+    max_per_host: int | None = Field(default=None, ge=1)
+    """Most fetches from one host at a time (None: up to ``batching.fetch_workers``); the
+    others wait in that host's queue without holding a fetch worker, so a slow or hostile host
+    cannot take every worker from the others."""
     user_agent: str = "synthscan-fetch/1"
     ca_file: str | None = None
     """PEM bundle to verify TLS servers with, instead of the system store."""

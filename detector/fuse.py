@@ -8,8 +8,8 @@ backbone(s) (``model.backbone`` and, when present, ``model.local_backbone``), wh
   float (``model.reference_crops``): the engine before any CPU optimization (benchmarks, parity);
 - ``"eager"``: the copy as it is (unfolded; CPU crops resampled from the uint8 pixels);
 - ``"torch"``: every ``Conv2d -> BatchNorm2d`` pair folded into one convolution
-  (``torch.fx.experimental.optimization.fuse``); a backbone that cannot be traced, or has no
-  such pair, is kept as it is;
+  (:func:`fold_batchnorm`, without ``torch.fx``: safe while another model scores on another
+  thread); a backbone that cannot be run, or has no such pair, is kept as it is;
 - ``"onnxruntime"``: the folded backbone exported to ONNX (legacy exporter, dynamic batch) and run
   by ONNX Runtime's CPU provider (the ``onnx`` extra). CPU and fp32 only.
 """
@@ -37,20 +37,110 @@ CPU_CHUNK = 2  # crops per backbone call on the CPU (measured, see ChunkedBackbo
 def fold_batchnorm(module: nn.Module) -> nn.Module:
     """An eval-mode copy of ``module`` with each ``Conv2d -> BatchNorm2d`` folded into the conv.
 
-    Returns an unfolded copy (and logs why) when the module cannot be traced by ``torch.fx``.
+    The pairs are found without ``torch.fx``: fx symbolic tracing patches ``nn.Module.__call__``
+    for the whole process while it runs, which broke a model scoring on another thread during
+    a hot reload (issue 19). Here one forward pass of the private copy on a small zero input,
+    with forward hooks on that copy only, records which convolution output each batch norm
+    reads; a pair is folded (``torch.nn.utils.fusion.fuse_conv_bn_eval``, the batch norm
+    replaced by ``nn.Identity``) only when the batch norm is that output's single user in the
+    autograd graph and both modules ran once. Returns an unfolded copy (and logs why) when the
+    forward pass fails.
     """
-    from torch.fx.experimental.optimization import fuse
-
     source = copy.deepcopy(module).eval()
     try:
-        folded: nn.Module = fuse(source, inplace=True)
+        pairs = _conv_bn_pairs(source)
     except Exception as exc:
         log.warning("batch norm not folded (%s: %s)", type(exc).__name__, exc)
         return copy.deepcopy(module).eval()
-    for attr in ("name", "out_channels"):  # keep the Backbone attributes callers read
-        if hasattr(module, attr):
-            setattr(folded, attr, getattr(module, attr))
-    return folded
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for conv_name, bn_name in pairs:
+        conv = source.get_submodule(conv_name)
+        bn = source.get_submodule(bn_name)
+        assert isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
+        _set_submodule(source, conv_name, fuse_conv_bn_eval(conv, bn))
+        _set_submodule(source, bn_name, nn.Identity())
+    return source
+
+
+def _set_submodule(root: nn.Module, name: str, value: nn.Module) -> None:
+    parent, _, child = name.rpartition(".")
+    setattr(root.get_submodule(parent) if parent else root, child, value)
+
+
+def _conv_bn_pairs(module: nn.Module) -> list[tuple[str, str]]:
+    """``(conv, batch norm)`` qualified names where the batch norm reads only that conv's output
+    (see :func:`fold_batchnorm`); ``module`` (a private copy) is run once, in eval mode."""
+    conv_out: dict[str, list[Any]] = {}  # name -> grad_fn of each output
+    bn_in: dict[str, list[Any]] = {}  # name -> grad_fn of each input
+    handles = []
+    for name, sub in module.named_modules():
+        if type(sub) is nn.Conv2d:
+            handles.append(
+                sub.register_forward_hook(
+                    lambda m, args, out, n=name: conv_out.setdefault(n, []).append(out.grad_fn)
+                )
+            )
+        elif type(sub) is nn.BatchNorm2d:
+            handles.append(
+                sub.register_forward_hook(
+                    lambda m, args, out, n=name: bn_in.setdefault(n, []).append(args[0].grad_fn)
+                )
+            )
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    param = next(module.parameters(), None)
+    try:
+        for p, _ in flags:
+            p.requires_grad_(True)
+        example = torch.zeros(1, _input_channels(module), 64, 64)
+        if param is not None:
+            example = example.to(device=param.device, dtype=param.dtype)
+        with torch.inference_mode(False), torch.enable_grad():
+            out = module(example)
+            users = _edge_counts(out)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+    producers = {fns[0]: name for name, fns in conv_out.items() if len(fns) == 1}
+    pairs = []
+    for bn_name, fns in bn_in.items():
+        conv_name = producers.get(fns[0]) if len(fns) == 1 and fns[0] is not None else None
+        if conv_name is not None and users.get(fns[0], 0) == 1:
+            pairs.append((conv_name, bn_name))
+    return pairs
+
+
+def _edge_counts(out: Any) -> dict[Any, int]:
+    """How many autograd edges point at each node reachable from ``out`` (tensors, or a
+    tuple/list/dict of them): a node with one edge has a single user."""
+    tensors: list[torch.Tensor] = []
+    stack: list[Any] = [out]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            tensors.append(item)
+        elif isinstance(item, (tuple, list)):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+    counts: dict[Any, int] = {}
+    roots = [t.grad_fn for t in tensors if t.grad_fn is not None]
+    for root in roots:  # an output read by the caller counts as a user
+        counts[root] = counts.get(root, 0) + 1
+    seen: set[Any] = set()
+    todo = list(roots)
+    while todo:
+        node = todo.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for child, _ in node.next_functions:
+            if child is not None:
+                counts[child] = counts.get(child, 0) + 1
+                todo.append(child)
+    return counts
 
 
 class OnnxBackbone(nn.Module):

@@ -107,6 +107,8 @@ def _server_properties(data_dir: Path, node_id: int, voters: str, listeners: lis
             "transaction.state.log.min.isr=1",
             "transaction.state.log.num.partitions=8",
             "group.initial.rebalance.delay.ms=0",
+            # enforce transaction.timeout.ms within a second (default: checked every 10 s)
+            "transaction.abort.timed.out.transaction.cleanup.interval.ms=1000",
             "log.cleaner.dedupe.buffer.size=2097152",
             "log.cleaner.threads=1",
             "num.network.threads=2",

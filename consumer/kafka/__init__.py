@@ -15,6 +15,7 @@
 from confluent_kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    TIMESTAMP_NOT_AVAILABLE,
     Consumer,
     KafkaError,
     KafkaException,
@@ -28,6 +29,7 @@ from consumer.kafka.headers import HeaderError, read_headers
 __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
+    "TIMESTAMP_NOT_AVAILABLE",
     "Consumer",
     "HeaderError",
     "KafkaError",

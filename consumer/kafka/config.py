@@ -80,8 +80,15 @@ def consumer_config(settings: KafkaSettings) -> dict[str, Any]:
 
 
 def producer_config(settings: KafkaSettings) -> dict[str, Any]:
-    """Idempotent, zstd-compressed producer (transactional in exactly-once mode)."""
+    """Idempotent, zstd-compressed producer (transactional in exactly-once mode).
+
+    A topic missing from the cluster fails its queued records after 5 s instead of librdkafka's
+    30 s (``topic.metadata.propagation.max.ms``): the produce step then holds output and
+    reports not ready (:mod:`consumer.destination`); a topic only slow to propagate is
+    retried, never dead-lettered.
+    """
     conf = common_config(settings)
+    conf.setdefault("topic.metadata.propagation.max.ms", 5000)
     conf.update(
         {
             "client.id": f"synthscan-{instance_id(settings)}-producer",

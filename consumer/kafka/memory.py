@@ -56,6 +56,10 @@ class MemoryBroker:
         """Every later delivery to ``topic`` fails with the non-retriable ``code``."""
         self._refused[topic] = KafkaError(code, "refused by the in-memory broker")
 
+    def allow(self, topic: str) -> None:
+        """Lift :meth:`refuse`: later deliveries to ``topic`` succeed."""
+        self._refused.pop(topic, None)
+
     def append(
         self,
         topic: str,

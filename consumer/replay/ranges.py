@@ -1,9 +1,15 @@
 """What to replay: topics and a time window, or explicit offsets, resolved to offset ranges.
 
 A time is ISO-8601 (``2026-11-21T10:00:00Z``; a naive time is UTC) or epoch milliseconds.
-``--from`` is inclusive and ``--to`` exclusive; both are found with ``offsets_for_times``
-(the first offset whose timestamp is at or after the time). The end of every range is capped
-at the high watermark captured at start, so a replay never chases new input.
+``--from`` is inclusive and ``--to`` exclusive. Timestamps in a partition need not be in
+order (producers set them), so a window is resolved by *scan and filter*: a range starts at
+the first offset whose timestamp is at or after ``--from`` (``offsets_for_times``: no record
+before it can be in the window) and ends at the high watermark captured at start, and the
+runner replays only the records whose timestamp is in the window (:meth:`OffsetRange.wants`).
+Looking the end up by time (before issue 19) let one record stamped in 2100 end the range
+early: the in-window records behind it were skipped and the run still said complete. The end
+of every range is capped at the high watermark captured at start, so a replay never chases
+new input.
 """
 
 from __future__ import annotations
@@ -26,6 +32,21 @@ class OffsetRange:
     partition: int
     start: int
     end: int
+    from_ms: int | None = None
+    """Only records stamped at or after this (None: no lower bound)."""
+    to_ms: int | None = None
+    """Only records stamped before this (None: no upper bound)."""
+
+    def wants(self, timestamp_ms: int | None) -> bool:
+        """Whether a record with this timestamp is in the window (None: no timestamp, in
+        only when the range has no window)."""
+        if self.from_ms is None and self.to_ms is None:
+            return True
+        if timestamp_ms is None:
+            return False
+        if self.from_ms is not None and timestamp_ms < self.from_ms:
+            return False
+        return self.to_ms is None or timestamp_ms < self.to_ms
 
     @property
     def tp(self) -> Partition:
@@ -94,8 +115,8 @@ def resolve_ranges(
             for r in explicit
         ]
     starts = _at_time(consumer, tps, from_ms, marks, timeout_s, low=True)
-    ends = _at_time(consumer, tps, to_ms, marks, timeout_s, low=False)
-    return [OffsetRange(t, p, starts[(t, p)], ends[(t, p)]) for t, p in tps]
+    ends = _at_time(consumer, tps, None, marks, timeout_s, low=False)  # scan to the end
+    return [OffsetRange(t, p, starts[(t, p)], ends[(t, p)], from_ms, to_ms) for t, p in tps]
 
 
 def _partitions(consumer: Consumer, topics: list[str], timeout_s: float) -> list[Partition]:

@@ -23,7 +23,14 @@ import structlog
 
 from consumer.commit_tracker import CommitTracker
 from consumer.items import Delivered
-from consumer.kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from consumer.kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    TopicPartition,
+)
 from consumer.kafka.config import replay_consumer_config
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
@@ -115,6 +122,8 @@ class ReplayRunner:
         )
         self._bar: Any = None
         self._closed: dict[Partition, int] = {}
+        self.outside_window = 0
+        """Records read and skipped: their timestamp is outside the window."""
         self.receipts = ReplayReceipts(self._tracker, self._tick)
         self.sink = output.sink(records.with_replay(replay), self.receipts, self._metrics)
         limit = settings.batching.max_in_flight_messages
@@ -172,6 +181,7 @@ class ReplayRunner:
             seconds=round(result.seconds, 2),
             events_per_s=round(result.events_per_s, 1),
             complete=result.complete,
+            outside_window=self.outside_window,
         )
         return result
 
@@ -243,8 +253,11 @@ class ReplayRunner:
             self._close_range(consumer, tp, open_ranges)
             return
         epoch = self._tracker.register(tp, offset)
-        if (tp[0], tp[1], offset) in skip:  # written before the restart
+        kind, stamp = msg.timestamp()
+        outside = not r.wants(stamp if kind != TIMESTAMP_NOT_AVAILABLE else None)
+        if outside or (tp[0], tp[1], offset) in skip:  # not in the window, or written before
             self._tracker.done(tp, offset, epoch)
+            self.outside_window += outside
             self._tick()
         else:
             self._head.submit(to_envelope(msg, epoch))

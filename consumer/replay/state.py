@@ -55,7 +55,14 @@ class ReplayState:
             "complete": self.complete,
             "model": self.model,
             "ranges": [
-                {"topic": r.topic, "partition": r.partition, "start": r.start, "end": r.end}
+                {
+                    "topic": r.topic,
+                    "partition": r.partition,
+                    "start": r.start,
+                    "end": r.end,
+                    "from_ms": r.from_ms,
+                    "to_ms": r.to_ms,
+                }
                 for r in self.ranges
             ],
             "next_offsets": {_key(tp): o for tp, o in sorted(self.next_offsets.items())},
@@ -76,7 +83,14 @@ class ReplayState:
             run_id=str(data["run_id"]),
             started_at=str(data["started_at"]),
             ranges=[
-                OffsetRange(d["topic"], int(d["partition"]), int(d["start"]), int(d["end"]))
+                OffsetRange(
+                    d["topic"],
+                    int(d["partition"]),
+                    int(d["start"]),
+                    int(d["end"]),
+                    _optional_int(d.get("from_ms")),
+                    _optional_int(d.get("to_ms")),
+                )
                 for d in data["ranges"]
             ],
             next_offsets={_tp(k): int(v) for k, v in data.get("next_offsets", {}).items()},
@@ -84,3 +98,7 @@ class ReplayState:
             model=dict(data.get("model", {})),
             complete=bool(data.get("complete", False)),
         )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)

@@ -11,11 +11,12 @@ from typing import Literal
 
 import structlog
 
+from consumer.destination import DestinationGate, is_destination_error
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.clients import ProducerClient, ProducerHandle
-from consumer.metrics import Metrics
+from consumer.metrics import Metrics, sane_age
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
 
@@ -40,6 +41,10 @@ class _Pending:
     record: OutRecord
     stage: Stage
     attempts: int = 0
+    receipted: bool = False
+    """Its receipt went to the next step when it was held (exactly-once)."""
+    latest: OutRecord | None = None
+    """The latest-verdict record to produce with it (held until release)."""
 
 
 class ProduceStep(ProcessingStep[Outcome]):
@@ -54,6 +59,18 @@ class ProduceStep(ProcessingStep[Outcome]):
     *undeliverable*: logged once, counted, handed to ``on_undeliverable`` and never confirmed
     (so its offset is never committed). ``on_failure`` hears of every failed delivery (the
     exactly-once step aborts the transaction). Outcomes of revoked partitions are dropped.
+
+    A destination error (the topic is unknown, deleted or not authorized:
+    :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
+    ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
+    spent, so a missing topic never turns a stream into dead letters.
+
+    With ``hold`` (exactly-once) outputs are not produced as they come: each is *held* and its
+    receipt goes to the next step at once (its work is finished), and :meth:`release` produces
+    those the commit step is about to commit (a prefix of each partition), so a transaction
+    holds only outputs whose offsets it commits, and it stays open on the broker only from
+    the release to the commit, however slow the model (issue 19). Any failed delivery of a
+    released record aborts the transaction (``on_failure``).
     """
 
     def __init__(
@@ -67,6 +84,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         max_attempts: int = 3,
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
+        gate: DestinationGate | None = None,
+        hold: bool = False,
     ) -> None:
         self.next_step = next_step
         self._producers = producers
@@ -77,6 +96,9 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._max_attempts = max(1, max_attempts)
         self._on_failure = on_failure
         self._on_undeliverable = on_undeliverable
+        self.gate = gate if gate is not None else DestinationGate()
+        self._hold = hold
+        self._held: list[_Pending] = []
         self._backlog: deque[_Pending] = deque()
         self._awaiting = 0
         self._rejected: OrderedDict[tuple[str, int, int], tuple[Stage, str]] = OrderedDict()
@@ -84,8 +106,40 @@ class ProduceStep(ProcessingStep[Outcome]):
 
     @property
     def pending(self) -> int:
-        """Records not yet confirmed (queued locally or awaiting a delivery report)."""
+        """Records produced or to produce, not yet confirmed (queued locally or awaiting a
+        delivery report); held records are not counted."""
         return len(self._backlog) + self._awaiting
+
+    @property
+    def held(self) -> int:
+        """Outputs held for a later transaction (exactly-once)."""
+        return len(self._held)
+
+    def release(self, offsets: dict[tuple[str, int], int]) -> None:
+        """Produce the held outputs of messages before ``offsets`` (per partition); drop
+        those of revoked or rewound partitions; keep the rest held."""
+        keep: list[_Pending] = []
+        for pending in self._held:
+            env = pending.item.envelope
+            if not self._is_live(env):
+                continue
+            if env.offset < offsets.get(env.tp, -1):
+                if pending.latest is not None:
+                    self._produce_best_effort(pending.latest)
+                self._backlog.append(pending)
+            else:
+                keep.append(pending)
+        self._held = keep
+        self._drain()
+
+    def deliver(self, timeout: float) -> bool:
+        """Serve delivery reports until every released record is confirmed (True) or
+        ``timeout`` passes (False)."""
+        deadline = time.monotonic() + timeout
+        while self.pending and remaining(deadline) != 0.0:
+            self._drain()
+            self._serve(min(0.05, max(0.0, deadline - time.monotonic())))
+        return self.pending == 0
 
     @property
     def _producer(self) -> ProducerClient:
@@ -104,11 +158,18 @@ class ProduceStep(ProcessingStep[Outcome]):
         pending = self._build(item)
         if pending is None:
             return
-        self._backlog.append(pending)
+        latest = None
         if pending.stage == "verdict" and isinstance(pending.item, WorkItem):
             latest = self._builder.latest(pending.item, pending.record)
-            if latest is not None:
-                self._produce_best_effort(latest)
+        if self._hold:
+            pending.latest, pending.receipted = latest, True
+            self._held.append(pending)
+            env = pending.item.envelope
+            self.next_step.submit(Delivered(env, time.time(), isinstance(pending.item, Failure)))
+            return
+        self._backlog.append(pending)
+        if latest is not None:
+            self._produce_best_effort(latest)
         self._drain()
 
     def poll(self) -> None:
@@ -169,7 +230,9 @@ class ProduceStep(ProcessingStep[Outcome]):
         return _Pending(item, self._builder.dead_letter(item, minimal=minimal), stage)
 
     def _drain(self) -> None:
-        while self._backlog:
+        if self._backlog and not self.gate.open(self._producer):
+            return
+        while self._backlog and not self.gate.blocked:
             pending = self._backlog[0]
             if not self._is_live(pending.item.envelope):  # revoked or rewound meanwhile
                 self._backlog.popleft()
@@ -188,6 +251,9 @@ class ProduceStep(ProcessingStep[Outcome]):
                 return
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
+                if is_destination_error(error):  # kept at the head; output held
+                    self.gate.fault(record.topic, error)
+                    return
                 if _transaction_state(error):  # the commit step aborts and rewinds
                     log.warning("produce_refused", error=str(error))
                     self._on_failure(str(error))
@@ -226,6 +292,7 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._rejected.popitem(last=False)
         following = self._stage(pending.item, stage, reason)
         if following is not None:
+            following.receipted = pending.receipted
             self._backlog.append(following)
 
     def _on_delivery(self, pending: _Pending, err: KafkaError | None, _msg: object) -> None:
@@ -235,6 +302,11 @@ class ProduceStep(ProcessingStep[Outcome]):
         if err is not None:
             self._metrics.produce_errors.inc()
             if not self._is_live(env):
+                return
+            if is_destination_error(err):  # not the record's fault: held, no attempt spent
+                self.gate.fault(record.topic, err)
+                self._on_failure(err.str())  # exactly-once: the transaction must abort
+                self._backlog.appendleft(pending)
                 return
             pending.attempts += 1
             if err.retriable() and pending.attempts < self._max_attempts:
@@ -271,9 +343,11 @@ class ProduceStep(ProcessingStep[Outcome]):
                 reason=item.message,
                 source=f"{env.topic}[{env.partition}]@{env.offset}",
             )
-        if env.timestamp_ms is not None:
-            self._metrics.end_to_end.observe(max(0.0, now - env.timestamp_ms / 1000.0))
-        self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
+        age = sane_age(env.timestamp_ms, now)  # a 1971 or 2100 stamp is not a latency
+        if age is not None:
+            self._metrics.end_to_end.observe(age)
+        if not pending.receipted:
+            self.next_step.submit(Delivered(env, now, isinstance(item, Failure)))
 
 
 def _coords(env: Envelope) -> tuple[str, int, int]:

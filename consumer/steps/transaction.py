@@ -1,19 +1,23 @@
 """Exactly-once commit step: verdicts, dead letters and input offsets in one Kafka transaction.
 
 The producer is transactional (``transactional.id`` = prefix + stable instance id);
-:meth:`~TransactionalCommitStep.start` initialises it (the constructor does no I/O). Every
-``commit_interval_s`` the step raises a *barrier*: the loop stops taking messages (pausing the
-partitions) until nothing is in flight, then :meth:`on_drained` sends the committable offsets
-with ``send_offsets_to_transaction`` and commits the transaction. Draining first matters: with
-out-of-order completion, a transaction must never contain the output of a message whose offset
-it does not also commit. On an abortable error the transaction is aborted and the loop
-*rewinds* (every partition seeks back to its committed offset, in-flight work is dropped by an
-epoch change). A fatal error that says a newer instance with the same id fenced this one stops
-the service; any other fatal error replaces the producer (below). Any failed delivery
-(:meth:`on_failure`) and any lost assignment (:meth:`on_lost`) abort too: the open
-transaction may hold outputs whose offsets can no longer be committed with them. An abort that
-cannot reach the broker is retried each second; meanwhile the barrier stays up, so nothing
-enters the pipeline. Readers of the output topics use ``isolation.level=read_committed``.
+:meth:`~TransactionalCommitStep.start` initialises it (the constructor does no I/O). The produce
+step *holds* finished outputs (:meth:`~consumer.steps.produce.ProduceStep.release`) and their
+receipts mark the messages done at once. Every ``commit_interval_s`` the step takes the
+committable offsets (per partition, the prefix of finished messages), releases the held outputs
+of exactly those messages, waits for their delivery reports, then sends the offsets with
+``send_offsets_to_transaction`` and commits. Work still on the model goes on meanwhile and
+lands in a later transaction: a transaction never contains the output of a message whose
+offset it does not also commit, and it is open on the broker only from the release to the
+commit (seconds), so a slow model cannot push it past ``transaction.timeout.ms`` (issue 19:
+the drain of everything in flight before each commit did). On an abortable error the
+transaction is aborted and the loop *rewinds* (every partition seeks back to its committed
+offset, in-flight and held work is dropped by an epoch change). A fatal error that says a
+newer instance with the same id fenced this one stops the service; any other fatal error
+replaces the producer (below). Any failed delivery (:meth:`on_failure`) and any lost
+assignment (:meth:`on_lost`) abort too. An abort that cannot reach the broker is retried each
+second; meanwhile the *barrier* stays up, so nothing enters the pipeline. Readers of the output
+topics use ``isolation.level=read_committed``.
 
 After an abort that followed lost contact with the cluster (a lost assignment, or an abort
 that had to be retried) or a fatal transaction error, the producer is *replaced*
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -52,6 +56,20 @@ ABORT_STUCK_S = 15.0
 """An abort still failing (retriable errors) after this long: replace the producer."""
 
 log = structlog.get_logger("consumer.transaction")
+
+DELIVER_TIMEOUT_S = 30.0
+"""How long a synchronous commit (revocation, shutdown) waits for released outputs."""
+
+
+class HeldOutputs(Protocol):
+    """The produce step's face for the commit step (see :class:`ProduceStep`)."""
+
+    @property
+    def pending(self) -> int: ...
+
+    def release(self, offsets: dict[Partition, int]) -> None: ...
+
+    def deliver(self, timeout: float) -> bool: ...
 
 
 class TransactionalCommitStep(CommitStep):
@@ -79,13 +97,15 @@ class TransactionalCommitStep(CommitStep):
         self._renew = False
         self._uninitialised = False
         self._timeout_s = timeout_s
-        self._barrier = False
         self._dirty = False
         self._abort_requested: str | None = None
         self._aborting: str | None = None
         self._aborted = False
         self._abort_retry_at = 0.0
         self._abort_failing_since = 0.0
+        self._releasing: dict[Partition, int] | None = None
+        self.output: HeldOutputs | None = None
+        """The produce step (set by the service once built; it is built after this step)."""
 
     def start(self) -> None:
         """Initialise the transactional producer (fences an older instance) and begin."""
@@ -94,7 +114,8 @@ class TransactionalCommitStep(CommitStep):
 
     @property
     def barrier(self) -> bool:
-        return self._barrier or self._abort_requested is not None or self._aborting is not None
+        """Up while an abort is pending or retried: nothing enters the pipeline."""
+        return self._abort_requested is not None or self._aborting is not None
 
     def submit(self, item: Delivered) -> None:
         super().submit(item)
@@ -121,34 +142,57 @@ class TransactionalCommitStep(CommitStep):
             if time.monotonic() >= self._abort_retry_at:
                 self._abort(reason)
             return
+        if self._releasing is not None:
+            if self.output is None or self.output.pending == 0:
+                offsets, self._releasing = self._releasing, None
+                self._commit_transaction(offsets)
+            return
         elapsed = time.monotonic() - self._last_commit
-        if self._dirty and not self._barrier and elapsed >= self._policy.min_interval_s:
-            self._barrier = True
+        if self._dirty and elapsed >= self._policy.min_interval_s:
+            self._last_commit = time.monotonic()
+            offsets = self._tracker.committable()
+            if offsets:
+                self._releasing = offsets
+                if self.output is not None:
+                    self.output.release(offsets)
 
     def on_drained(self) -> None:
-        if self._abort_requested is None and self._aborting is None:
-            self._commit_transaction()
-        self._barrier = False
+        """Nothing to do: commits do not wait for the pipeline to drain."""
 
     def join(self, timeout: float | None = None) -> None:
         """Shutdown: the upstream joins drained the pipeline; commit the last transaction."""
-        self._commit_transaction()
+        self._commit_now()
 
     def close(self) -> None:
         """Nothing to release: after :meth:`join` only an empty transaction is open."""
 
     def commit_sync(self, partitions: Iterable[Partition] | None = None) -> dict[Partition, int]:
-        """Revocation: commit the whole transaction (the loop drained every partition)."""
-        return self._commit_transaction()
+        """Revocation: commit every finished prefix now (the loop drained what it could)."""
+        return self._commit_now()
 
-    def _commit_transaction(self) -> dict[Partition, int]:
-        self._last_commit = time.monotonic()
-        if self._tracker.in_flight() > 0:
-            # Outputs past an unfinished message would be committed without their offsets.
-            self._abort("work still in flight at the commit point")
+    def _commit_now(self) -> dict[Partition, int]:
+        """Release every committable output, wait for its delivery, commit (or abort)."""
+        if self._abort_requested is not None or self._aborting is not None:
             return {}
+        self._releasing = None
         offsets = self._tracker.committable()
-        if not offsets and not self._dirty:
+        if not offsets:
+            return {}
+        if self.output is not None:
+            self.output.release(offsets)
+            delivered = self.output.deliver(DELIVER_TIMEOUT_S)
+            if self._abort_requested is not None:  # a delivery failed meanwhile
+                self._abort(self._abort_requested)
+                return {}
+            if not delivered:
+                self._abort("outputs not delivered in time")
+                return {}
+        return self._commit_transaction(offsets)
+
+    def _commit_transaction(self, offsets: dict[Partition, int]) -> dict[Partition, int]:
+        """Send ``offsets`` (their outputs all delivered) and commit the transaction."""
+        self._last_commit = time.monotonic()
+        if not offsets:
             return {}
         try:
             if offsets:
@@ -169,7 +213,7 @@ class TransactionalCommitStep(CommitStep):
             raise
         self._tracker.mark_committed(offsets)
         self._metrics.commits.labels(result="ok").inc()
-        self._dirty = False
+        self._dirty = bool(self._tracker.committable())
         self._producer.begin_transaction()
         log.debug(
             "transaction_committed", offsets={f"{t}[{p}]": o for (t, p), o in offsets.items()}
@@ -189,6 +233,7 @@ class TransactionalCommitStep(CommitStep):
 
     def _abort(self, reason: str) -> None:
         """Drop in-flight work, abort, seek back, begin anew; retried from ``poll`` on errors."""
+        self._releasing = None
         if self._aborting is None:
             self._aborting, self._abort_requested, self._aborted = reason, None, False
             self._drop_in_flight()  # nothing of this transaction may be confirmed any more

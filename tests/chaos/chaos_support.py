@@ -77,11 +77,20 @@ def produce_events(
     partitions: int,
     metadata: dict | None = None,
     images: dict[str, bytes] | None = None,
+    urls: dict[str, str] | None = None,
 ) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     for i, eid in enumerate(ids):
         seed = hash(eid) % 10_000
-        value, headers = event_value(eid, seed, (metadata or {}).get(eid), (images or {}).get(eid))
+        url = (urls or {}).get(eid)
+        if url is not None:
+            event = ImageEvent(id=eid, source="/tests/chaos", data=ImageData(url=url))
+            value, encoded = encode_image_event(event, mode="binary")
+            headers = list(encoded)
+        else:
+            value, headers = event_value(
+                eid, seed, (metadata or {}).get(eid), (images or {}).get(eid)
+            )
         producer.produce(
             topic, value=value, key=eid.encode(), headers=headers, partition=i % partitions
         )
@@ -97,6 +106,8 @@ class Ledger:
         self.times: list[float] = []
         self.arrivals: list[tuple[float, int, int]] = []
         """(when, source partition, source offset) of every output."""
+        self.arrived: dict[str, float] = {}
+        """Event id -> when its first output was read."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._consumer = Consumer(
@@ -130,6 +141,7 @@ class Ledger:
                     self.outputs[(src.topic, src.partition, src.offset)].append((name, eid))
                     self.times.append(time.monotonic())
                     self.arrivals.append((self.times[-1], src.partition, src.offset))
+                    self.arrived.setdefault(eid or "", time.monotonic())
 
     def count(self) -> int:
         with self._lock:
@@ -147,6 +159,17 @@ class Ledger:
                 if t > moment and partition in (None, p) and o >= min_offset
             ]
         return min(later) if later else None
+
+    def first_of(self, prefix: str, timeout: float) -> float | None:
+        """When the first output of an event id starting with ``prefix`` was read."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                times = [t for eid, t in self.arrived.items() if eid.startswith(prefix)]
+            if times:
+                return min(times)
+            time.sleep(0.05)
+        return None
 
     def wait(self, n: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -178,6 +201,7 @@ class Stage:
     replication_factor: int = 1
     kafka: dict[str, Any] = field(default_factory=dict)
     batching: dict[str, Any] = field(default_factory=dict)
+    fetch: dict[str, Any] = field(default_factory=dict)
     input: str = field(default_factory=lambda: unique("chaos-in"))
     verdicts: str = field(default_factory=lambda: unique("chaos-verdicts"))
     dlq: str = field(default_factory=lambda: unique("chaos-dlq"))
@@ -214,6 +238,7 @@ class Stage:
             model={"checkpoint": self.checkpoint, "device": "cpu", "precision": "fp32"},  # type: ignore[arg-type]
             http={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
             shutdown={"grace_s": 15},  # type: ignore[arg-type]
+            fetch=self.fetch,  # type: ignore[arg-type]
         )
 
     def cli_args(self, instance: str = "a") -> list[str]:

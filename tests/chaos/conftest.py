@@ -68,6 +68,21 @@ def chaos_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def chaos_glff_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A random-init GLFF mobilenet_v2 checkpoint (global + local views: several forward
+    passes per image, so the worker is busy scoring most of the time at a few events/s)."""
+    torch.manual_seed(0)
+    config = ModelConfig(arch="glff", backbone="mobilenet_v2", patch_strategy="psm")
+    path = tmp_path_factory.mktemp("chaos-glff") / "glff-mnv2.safetensors"
+    save_checkpoint(
+        path,
+        build_model(config, backbone_weights=None),
+        CheckpointMetadata(config=config, name="chaos-glff", version="0.0.1"),
+    )
+    return path
+
+
+@pytest.fixture(scope="session")
 def chaos_detector(chaos_checkpoint: Path) -> Detector:
     det = Detector.from_checkpoint(chaos_checkpoint, device="cpu", precision="fp32")
     det.warmup()

@@ -52,6 +52,7 @@ class FakeConsumer:
     def __init__(self) -> None:
         self.queue: list[FakeMessage] = []
         self.assigned: list[tuple[str, int]] = []
+        self.assigned_at: list[tuple[str, int, int]] = []
         self.paused: set[tuple[str, int]] = set()
         self.pause_calls = 0
         self.resume_calls = 0
@@ -75,6 +76,7 @@ class FakeConsumer:
     def incremental_assign(self, partitions: list[TopicPartition]) -> None:
         # librdkafka keeps a partition's pause flag across unassign and assign (issue 10)
         self.assigned += [(p.topic, p.partition) for p in partitions]
+        self.assigned_at += [(p.topic, p.partition, p.offset) for p in partitions]
 
     def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
@@ -268,3 +270,28 @@ def test_pixel_budget_waits_frees_with_the_tensor_and_admits_one_huge_image() ->
     budget.close()  # shutdown wakes the waiter with None
     late.join(5)
     assert got[-1] is None and blocker is not None
+
+
+def test_offsets_that_start_over_reset_the_partition_instead_of_stopping() -> None:
+    """Issue 19: the input topic deleted and re-created under the service: its offsets start
+    again at 0 and the tracker refused them (``offset 0 registered after 297``), so the
+    service exited. Now the partition's bookkeeping starts over (old work dropped)."""
+    proc, consumer, sink, commit, _ = make(limit=100)
+    assign(consumer, ("t", 0), ("t", 1))
+    consumer.queue = [FakeMessage("t", 0, o) for o in (296, 297)] + [FakeMessage("t", 1, 5)]
+    proc.run_once()
+    old = list(sink.items)
+    assert [e.offset for e in old] == [296, 297, 5]
+    commit.submit(Delivered(old[0], 0.0))  # 296 done, 297 still in flight
+    consumer.queue = [FakeMessage("t", 0, o) for o in (0, 1)]  # the re-created topic
+    proc.run_once()  # dropped, and the partition assigned again at offset 0
+    assert len(sink.items) == 3 and ("t", 0) in consumer.assigned
+    assert consumer.assigned_at[-1] == ("t", 0, 0)
+    consumer.queue = [FakeMessage("t", 0, o) for o in (0, 1)]  # fetched again from there
+    proc.run_once()
+    assert [(e.partition, e.offset) for e in sink.items[3:]] == [(0, 0), (0, 1)]
+    for env in sink.items[3:]:
+        commit.submit(Delivered(env, 0.0))
+    commit.submit(Delivered(old[1], 0.0))  # late: the old incarnation's, ignored
+    assert commit.commit_sync()[("t", 0)] == 2
+    assert proc._tracker.in_flight([("t", 1)]) == 1  # the other partition is untouched

@@ -14,6 +14,7 @@ from consumer_support import encode, image_event
 from kafka_support import image_bytes
 
 from consumer import Service, ServiceSettings
+from consumer.kafka import KafkaError
 from consumer.kafka.memory import MemoryBackend, MemoryBroker
 from detector import Detector
 from schemas import ErrorCode, decode_dead_letter, decode_verdict
@@ -110,6 +111,31 @@ def test_refused_verdicts_become_output_rejected_dead_letters(
     dead = [decode_dead_letter(m.value(), m.headers()) for m in broker.records("dlq")]
     rejected = [d for d in dead if d.code == ErrorCode.OUTPUT_REJECTED]
     assert len(rejected) == 3 and all("verdict not delivered" in d.message for d in rejected)
+
+
+def test_unauthorized_verdict_topic_holds_output_unready_until_allowed(
+    broker: MemoryBroker, running: Callable[..., Service]
+) -> None:
+    """Issue 19: a destination error is not the record's fault: no dead letter, nothing
+    committed, not ready; output resumes by itself when the topic can be written again."""
+    broker.refuse("verdicts", code=KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    ids = [f"ok{i}" for i in range(4)]
+    for i, eid in enumerate(ids):
+        value, headers = encode(image_event(eid, data=image_bytes(i)))
+        broker.append("images", value, eid.encode(), headers)
+    service = running(ready=False)
+    _until(lambda: service.health.model_ready and service.health.assigned > 0)
+    _until(lambda: not service.health.output_ok)
+    time.sleep(1.5)  # past a back-off: retried, still held
+    assert not service.health.ready()
+    assert broker.records("dlq") == [] and broker.records("verdicts") == []
+    assert all(offset == 0 for offset in broker.committed("g").values())
+    broker.allow("verdicts")
+    _until(lambda: _all_committed(broker))
+    verdicts = [decode_verdict(m.value(), m.headers()) for m in broker.records("verdicts")]
+    assert sorted(v.event_id for v in verdicts) == ids
+    assert broker.records("dlq") == []
+    _until(service.health.ready)
 
 
 def test_undeliverable_record_stops_its_partition_and_is_never_committed(

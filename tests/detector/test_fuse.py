@@ -124,3 +124,65 @@ def test_forensic_glff_scores_match_across_runtimes() -> None:
     auto = Detector(model, meta, device="cpu").predict(images)
     assert abs(ref[0].score - auto[0].score) < 1e-4
     assert [p.box for p in ref[0].patches] == [p.box for p in auto[0].patches]
+
+
+def test_folding_on_one_thread_never_breaks_a_model_scoring_on_another() -> None:
+    """Issue 19: a hot reload folds the new model while the old one scores on the worker thread.
+    torch.fx tracing patched ``nn.Module.__call__`` process-wide, so the scoring thread failed
+    with ``NameError('module is not installed as a submodule')``."""
+    import threading
+
+    serving, incoming = _trained_like(), _trained_like()
+    x = torch.randn(1, 3, 64, 64)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def score() -> None:
+        while not done.is_set():
+            try:
+                with torch.inference_mode():
+                    serving.backbone(x)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    worker = threading.Thread(target=score)
+    worker.start()
+    try:
+        for _ in range(5):
+            folded = fold_batchnorm(incoming.backbone)
+    finally:
+        done.set()
+        worker.join(30)
+    assert errors == []
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_an_onnx_export_on_one_thread_never_breaks_a_model_scoring_on_another() -> None:
+    """The default CPU runtime (``auto`` -> onnxruntime) exports the new model on the reload
+    thread while the old one scores: the export must not disturb the scoring thread."""
+    import threading
+
+    serving, incoming = _trained_like(), _trained_like()
+    x = torch.randn(1, 3, 64, 64)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def score() -> None:
+        while not done.is_set():
+            try:
+                with torch.inference_mode():
+                    serving.backbone(x)
+            except BaseException as exc:
+                errors.append(exc)
+                return
+
+    worker = threading.Thread(target=score)
+    worker.start()
+    try:
+        for _ in range(2):
+            inference_copy(incoming, "onnxruntime")
+    finally:
+        done.set()
+        worker.join(30)
+    assert errors == []

@@ -215,3 +215,53 @@ def test_bad_arguments_are_refused(recorded: Recorded, tmp_path: Path) -> None:
     ):
         with pytest.raises(ValueError):
             run_replay(_window_options(recorded, tmp_path / "bad.jsonl", **extra), settings)
+
+
+def test_a_window_is_resolved_from_the_actual_timestamps(
+    kafka_bootstrap: str, checkpoint: Path, detector: Detector, tmp_path: Path
+) -> None:
+    """Issue 19: one record stamped in 2100 among in-window ones made the window's end offset
+    (found by time) land on it: 3 of 7 in-window events replayed, ``complete`` true anyway.
+    Records stamped 1971 and 0 are outside any recent window but must not hide others."""
+    topic = unique("rp-times")
+    create_topics(kafka_bootstrap, {topic: 1})
+    year_2100, year_1971 = 4_102_444_800_000, 31_536_000_000
+    inside = produce_events(kafka_bootstrap, topic, [1, 2, 3], T0 + 10_000, "in-a")
+    produce_events(kafka_bootstrap, topic, [4], year_2100, "future")
+    inside += produce_events(kafka_bootstrap, topic, [5, 6], T0 + 12_000, "in-b")
+    produce_events(kafka_bootstrap, topic, [7], year_1971, "old")
+    produce_events(kafka_bootstrap, topic, [8], 0, "zero")
+    inside += produce_events(kafka_bootstrap, topic, [9, 11], T0 + 5_000, "in-c")  # earlier
+    produce_events(kafka_bootstrap, topic, [12], T0 + 50_000, "after")  # at --to: excluded
+    out = tmp_path / "window.jsonl"
+    options = ReplayOptions(
+        topics=[topic],
+        from_ms=T0,
+        to_ms=T0 + 50_000,
+        output_file=out,
+        run_id="times",
+        progress=False,
+    )
+    settings = service_settings(kafka_bootstrap, checkpoint, topic, "unused", unique("unused"))
+    outcome = run_replay(options, settings, detector=detector)
+    lines = [Verdict.model_validate(o) for o in read_jsonl(out)]
+    assert sorted(v.event_id for v in lines) == sorted(s.event_id for s in inside)
+    assert outcome.result.complete and outcome.result.verdicts == len(inside) == 7
+
+    # a window around 1971 reaches the record stamped then, behind the later ones
+    old = run_replay(
+        ReplayOptions(
+            topics=[topic],
+            from_ms=year_1971 - 1000,
+            to_ms=year_1971 + 1000,
+            output_file=tmp_path / "old.jsonl",
+            run_id="old",
+            progress=False,
+        ),
+        settings,
+        detector=detector,
+    )
+    assert old.result.complete
+    assert [Verdict.model_validate(o).event_id for o in read_jsonl(tmp_path / "old.jsonl")] == [
+        "old-0"
+    ]
