@@ -54,7 +54,7 @@ DEFAULT_CHECKPOINT = (
     Path(__file__).resolve().parent.parent
     / "detector"
     / "checkpoints"
-    / "demo-mobilenet_v2.safetensors"
+    / "glff-forensic-mobilenet_v2.safetensors"
 )
 _DICT_SETTINGS = ("librdkafka", "consumer_overrides", "producer_overrides")
 _SECRET_KEY_PARTS = ("password", "secret", "token", "key.pem", "sasl.oauthbearer.config")

@@ -21,6 +21,9 @@ from detector.training.metrics import average_precision, roc_auc
 
 Row = dict[str, str]
 STRENGTHS = (1e-4, 1e-3, 1e-2)
+BAND_TPR = 0.85
+"""The band's real edge keeps 85% of validation fakes above it (95% left 55% of validation
+real photos uncertain with this model: docs/generalization.md)."""
 
 
 class Fusion(nn.Module):
@@ -187,7 +190,7 @@ def ship(model: GLFF, clf: ForensicClassifier, fitted: dict, result: dict, out: 
         getattr(model, part).load_state_dict(getattr(fusion, part).state_dict())
     yv, sv = fitted["val_labels"], fitted["val_scores"]
     cal = calibrate(yv, sv, "fpr", 0.05, data="devset val rows of every group, JPEG q90")
-    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, data=cal.data)
+    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, min_tpr=BAND_TPR, data=cal.data)
     meta = CheckpointMetadata(
         config=model.config,
         decision_band=band,

@@ -25,7 +25,7 @@ def test_defaults() -> None:
     s = ServiceSettings()
     assert s.kafka.exactly_once is False
     assert s.http.port == 8080
-    assert s.model.checkpoint.name == "demo-mobilenet_v2.safetensors"
+    assert s.model.checkpoint.name == "glff-forensic-mobilenet_v2.safetensors"
     assert s.model.device == "auto"
 
 

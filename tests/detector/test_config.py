@@ -23,6 +23,7 @@ CHECKPOINTS = Path(__file__).resolve().parents[2] / "detector" / "checkpoints"
 SHIPPED = {
     "demo-mobilenet_v2.safetensors": ("cnn_aug", "global_only"),
     "demo-glff-mobilenet_v2.safetensors": ("glff", "glff"),
+    "glff-forensic-mobilenet_v2.safetensors": ("glff", "glff"),
 }
 
 
