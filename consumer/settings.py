@@ -12,7 +12,6 @@ import dataclasses
 import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import (
     AfterValidator,
@@ -23,12 +22,13 @@ from pydantic import (
     FilePath,
     IPvAnyNetwork,
     SecretStr,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from consumer.redaction import MASK as _MASK
+from consumer.redaction import describe_error, mask_url
 from detector.decode import ImageLimits
 
 __all__ = [
@@ -353,35 +353,6 @@ def _mask(value: Any, key: str = "") -> Any:
     if value is not None and any(part in lowered for part in _SECRET_KEY_PARTS):
         return _MASK
     return mask_url(value) if isinstance(value, str) else value
-
-
-_MASK = "**********"
-
-
-def mask_url(text: str) -> str:
-    """``https://user:pw@host/x`` -> ``https://**********@host/x``; other text unchanged."""
-    if "@" not in text or "://" not in text:
-        return text
-    try:
-        parts = urlsplit(text)
-    except ValueError:
-        return _MASK  # unparseable but URL-like and holding an '@': hide it all
-    if "@" not in parts.netloc:
-        return text
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{_MASK}@{host}"))
-
-
-def describe_error(exc: Exception) -> str:
-    """A settings error as text that never repeats the offending values (they may be secrets,
-    e.g. a misspelt ``SYNTHSCAN_KAFKA__SASL_PASWORD``): locations and messages only."""
-    if not isinstance(exc, ValidationError):
-        return str(exc)
-    lines = [f"{exc.error_count()} invalid setting(s)"]
-    for error in exc.errors(include_url=False, include_input=False, include_context=False):
-        where = ".".join(str(part) for part in error["loc"]) or "settings"
-        lines.append(f"  {where}: {error['msg']}")
-    return "\n".join(lines)
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

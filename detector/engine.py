@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import importlib.util
 import logging
 import os
 from collections.abc import Sequence
@@ -21,7 +20,7 @@ from detector.batching import collate_images, group_by_size
 from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
 from detector.decode import DecodedImage, ImageInput, ImageLimits, decode_image
 from detector.errors import DetectorError
-from detector.fuse import RUNTIMES, inference_copy
+from detector.fuse import inference_copy, resolve_runtime
 from detector.model import GLFF, GLFFOutput, GlobalOnly
 from detector.runtime import prefetch
 
@@ -145,18 +144,6 @@ def _model_info(
     )
 
 
-def resolve_runtime(runtime: str, device: torch.device, precision: str) -> str:
-    """``auto`` -> ``onnxruntime`` on the CPU in fp32 when ONNX Runtime is installed (measured
-    faster there, docs/detector.md), else ``torch``; any other name is checked and kept."""
-    if runtime == "auto":
-        cpu = device.type == "cpu" and precision == "fp32"
-        onnx = importlib.util.find_spec("onnxruntime") is not None
-        return "onnxruntime" if cpu and onnx else "torch"
-    if runtime not in RUNTIMES:
-        raise DetectorError(f"runtime {runtime!r} not in {('auto', *RUNTIMES)}")
-    return runtime
-
-
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -206,7 +193,10 @@ class Detector:
     ) -> None:
         self.device = _resolve_device(device)
         self.precision = _resolve_precision(precision, self.device)
-        runtime = resolve_runtime(runtime, self.device, self.precision)
+        try:
+            runtime = resolve_runtime(runtime, self.device, self.precision)
+        except ValueError as exc:
+            raise DetectorError(str(exc)) from exc
         if runtime == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise DetectorError("runtime 'onnxruntime' needs device cpu and precision fp32")
         self.runtime = runtime

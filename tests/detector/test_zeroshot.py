@@ -182,16 +182,9 @@ def test_density_scores_nearest_neighbour_upsampled_copies_above_held_out_origin
     assert auc(density.score(held).numpy(), density.score(ups).numpy()) > 0.9
 
 
-@pytest.mark.parametrize(
-    "device",
-    [
-        "cpu",
-        pytest.param(
-            "cuda",
-            marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
-        ),
-    ],
-)
+# CUDA joins only where a device exists (never a skipped case in CI: GPU checks run on the GPU
+# machine by hand, docs/zeroshot.md)
+@pytest.mark.parametrize("device", ["cpu", *(["cuda"] if torch.cuda.is_available() else [])])
 def test_boxes_on_a_device_match_the_cpu(device: str) -> None:
     img = natural_like(64, 7)
     w = classical_filters()

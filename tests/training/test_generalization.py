@@ -75,7 +75,9 @@ def test_npr_checkpoint_scores_identically_in_detector_and_training_eval(
     path = tmp_path / "npr.safetensors"
     save_checkpoint(path, build_model(cfg), CheckpointMetadata(name="npr"))
     samples = load_samples(root)
-    det = Detector.from_checkpoint(path, device="cpu")
+    # torch runtime: det.model goes through score_samples' own inference copy below, and an
+    # ONNX Runtime session (the CPU default) cannot be deep-copied
+    det = Detector.from_checkpoint(path, device="cpu", runtime="torch")
     assert det.model.config.input_repr == "npr"
     from_engine = np.array([p.score for p in det.predict([s.path for s in samples])])
     from_eval, _ = score_samples(det.model, samples, batch_size=4, progress=False)
