@@ -6,7 +6,7 @@ test condition, with the model's own code (:mod:`detector.model` pieces), and re
 fold and recipe. A checkpoint built from the same trunk and the trained head scores exactly
 what the study scored.
 
-    python scripts/generalization/features.py runs/lofo/images.csv --repr rgb --cond q90 \
+    python -m scripts.generalization.features runs/lofo/images.csv --repr rgb --cond q90 \
         --views glff --out runs/feats/rgb-q90-glff.npz
 
 Conditions: ``clean`` (decoded pixels), ``rand`` (the training debias pipeline: random crop +

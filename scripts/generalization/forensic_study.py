@@ -1,6 +1,6 @@
 """GLFF with a forensic local branch trained from scratch: LOFO study and the shipped default.
 
-    python scripts/generalization/forensic_study.py ../shared/data/devset/manifest.csv \
+    python -m scripts.generalization.forensic_study ../shared/data/devset/manifest.csv \
         --out runs/forensic [--steps 900] [--final-steps 1500] [--folds gan sd closed other all]
 
 Stages (each cached in ``--out``, so a stopped run resumes):
@@ -50,6 +50,7 @@ from detector.training.forensic_train import (
 )
 from detector.training.lofo import PEOPLE, Fold, lofo_folds, read_rows
 from detector.training.processing import ProcessingConfig, everyday_processing, small_upscaled_crop
+from scripts.generalization.study_fusion import evaluate_fold, ship
 
 log = logging.getLogger("forensic_study")
 Row = dict[str, str]
@@ -136,8 +137,6 @@ def train_fold(fold: Fold, steps: int, out: Path) -> ForensicClassifier:
 
 
 def main() -> None:
-    from study_fusion import evaluate_fold, ship  # a sibling script module
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--out", type=Path, default=Path("runs/forensic"))

@@ -1,6 +1,6 @@
 """Markdown tables of ``forensic_study.py``'s ``results.json`` (the LOFO folds and fold ``all``).
 
-    python scripts/generalization/forensic_table.py runs/forensic/results.json \
+    python -m scripts.generalization.forensic_table runs/forensic/results.json \
         [runs/forensic-final/results.json]
 """
 

@@ -12,7 +12,7 @@ From the devset manifest (``path,label,split,family,source,...``) this writes, p
 The held-out real photos (a fixed quarter of every real source, by sha256 order) never appear
 in any fold's training or validation data. Paths are absolute, so the CSVs can live anywhere.
 
-    python scripts/generalization/lofo_split.py ../shared/data/devset/manifest.csv --out runs/lofo
+    python -m scripts.generalization.lofo_split ../shared/data/devset/manifest.csv --out runs/lofo
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ held-out real photos (``runs/lofo/*/test.csv``) are never used. The checkpoint i
 ImageNet MobileNetV2 trunk plus the trained head, stored in fp16 with the threshold and the
 recipe in its metadata.
 
-    python scripts/generalization/ship.py --recipe debias+aligned+npr --views glff \
+    python -m scripts.generalization.ship --recipe debias+aligned+npr --views glff \
         --out detector/checkpoints/demo-mobilenet_v2.safetensors
 """
 
@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import cast
@@ -25,9 +24,12 @@ from typing import cast
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from study import (
+from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.model import GLFF, GlobalOnly, ModelConfig, count_parameters
+from detector.representation import InputRepr
+from detector.training.calibration import Calibration, band_metadata, calibrate
+from detector.training.metrics import average_precision
+from scripts.generalization.study import (
     RECIPES,
     Features,
     Recipe,
@@ -38,12 +40,6 @@ from study import (
     rows,
     synth_rows,
 )
-
-from detector.checkpoint import CheckpointMetadata, save_checkpoint
-from detector.model import GLFF, GlobalOnly, ModelConfig, count_parameters
-from detector.representation import InputRepr
-from detector.training.calibration import Calibration, band_metadata, calibrate
-from detector.training.metrics import average_precision
 
 Row = dict[str, str]
 

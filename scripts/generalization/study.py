@@ -9,7 +9,7 @@ false-positive rate on the validation real photos is at most 5% (validation feat
 made the same way as the training ones). Nothing is chosen on test rows. Test: every image of
 the held-out group and the held-out real photos, all re-encoded identically (JPEG q90, q75).
 
-    python scripts/generalization/study.py --recipes today debias --out runs/study/table.md
+    python -m scripts.generalization.study --recipes today debias --out runs/study/table.md
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Re-scores the first N validation images of ``ship.py``'s record through
 head was trained and calibrated on, and prints the largest score difference and whether any
 decision at the stored threshold changed.
 
-    python scripts/generalization/verify_ship.py \
+    python -m scripts.generalization.verify_ship \
         detector/checkpoints/demo-mobilenet_v2.safetensors
 """
 
@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from features import condition_image
-
 from detector.engine import Detector
+from scripts.generalization.features import condition_image
 
 
 def main() -> None:

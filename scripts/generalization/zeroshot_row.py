@@ -2,7 +2,7 @@
 ``python -m detector zeroshot score-manifest ... --processing jpeg90`` (every held-out real
 photo and every fake of the capped devset), FPR at the artifact's own threshold.
 
-    python scripts/generalization/zeroshot_row.py runs/forensic/zs-scores.csv \
+    python -m scripts.generalization.zeroshot_row runs/forensic/zs-scores.csv \
         detector/checkpoints/zeroshot-fsd-devset.safetensors
 """
 
