@@ -119,8 +119,11 @@ class ModelReloader:
         poll_s: float = 2.0,
         on_swap: Callable[[Detector], None] | None = None,
         stop: threading.Event | None = None,
+        accept: Callable[[Detector], object] | None = None,
     ) -> None:
         self._current = current
+        self._accept = accept
+        """Raises to refuse a loaded model (the service: its decision policy must hold)."""
         self.info: ModelInfo = current.info
         """The serving model's info (replaced on each swap)."""
         self._load = load
@@ -157,6 +160,8 @@ class ModelReloader:
             began = time.monotonic()
             try:
                 new = self._load()
+                if self._accept is not None:
+                    self._accept(new)
             except Exception as exc:
                 self.refusals += 1
                 self._seen = fingerprint  # do not retry the same files
@@ -235,10 +240,11 @@ def reloader_for(
     detector: Detector,
     metrics: Metrics,
     stop: threading.Event,
+    accept: Callable[[Detector], object] | None = None,
 ) -> ModelReloader:
     """The service's reloader: watches the configured files, reloads on SIGHUP (when created
     on the main thread), refreshes the ``synthscan_model`` info metric on each swap, and stops
-    with the service."""
+    with the service; ``accept`` may refuse a loaded model (it keeps the old one)."""
     reloader = ModelReloader(
         detector,
         lambda: load_detector(settings, limits, max_batch),
@@ -246,6 +252,7 @@ def reloader_for(
         poll_s=settings.reload_poll_s,
         on_swap=lambda new: metrics.set_model_info(new.info.to_dict()),
         stop=stop,
+        accept=accept,
     )
     reloader.start()
     reloader.install_sighup()

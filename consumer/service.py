@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import structlog
 import torch
 
-from consumer.assembly import load_checked_detector, record_factory
+from consumer.assembly import decision_policy, load_checked_detector, record_factory
 from consumer.backpressure import Backpressure, PixelBudget
 from consumer.commit_tracker import CommitTracker
 from consumer.destination import DestinationGate
@@ -162,7 +162,13 @@ class Service:
                 **detector.info.to_dict(),
             )
             self.detector = reloader_for(
-                model, self.settings.decode, max_batch, detector, self.metrics, self._stop
+                model,
+                self.settings.decode,
+                max_batch,
+                detector,
+                self.metrics,
+                self._stop,
+                accept=lambda new: decision_policy(self.settings, new.info),
             )
         self.metrics.set_model_info(_info_dict(self.detector.info))
         self.health.model_ready = True

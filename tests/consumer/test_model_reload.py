@@ -178,3 +178,30 @@ def test_replay_scores_with_a_candidate_adapter(settings: ModelSettings, tmp_pat
     det = _detector(ReplayOptions(adapters=[candidate]), service, None)
     assert [a.generator for a in det.info.adapters] == ["cand"]
     assert _detector(ReplayOptions(), service, None).info.adapters == ()  # the folder is empty
+
+
+def test_a_model_the_decision_policy_refuses_is_not_swapped_in(settings: ModelSettings) -> None:
+    """A hot reload checks what the service checked at start (its decision band must keep every
+    outcome reachable): a refused model never serves, the old one does."""
+    limits = ImageLimits()
+    serving = load_detector(settings, limits)
+    loads = iter(
+        [ValueError("'synthetic' unreachable: decision.uncertain_high 0.999 >= ..."), None]
+    )
+
+    def accept(new: Detector) -> None:
+        problem = next(loads)
+        if problem is not None:
+            raise problem
+
+    reloader = ModelReloader(
+        serving,
+        lambda: load_detector(settings, limits),
+        lambda: [settings.checkpoint],
+        poll_s=0,
+        accept=accept,
+    )
+    assert reloader.reload("test") is False
+    assert reloader.current is serving and reloader.refusals == 1
+    assert reloader.reload("test") is True
+    assert reloader.current is not serving and reloader.reloads == 1
