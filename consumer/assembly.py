@@ -3,7 +3,7 @@
 - :func:`load_checked_detector`: the checkpoint (optionally a replay's candidate) and its
   adapters, loaded and warmed, refused when its sha256 does not match
   ``model.checkpoint_sha256`` (:func:`consumer.model_reload.load_detector`).
-- :func:`decision_policy`: ``settings.decision`` as a :class:`~provenance.DecisionPolicy`,
+- :func:`decision_policy`: ``settings.decision`` (a :class:`~provenance.DecisionPolicy`),
   refused when, with the model's threshold and calibrated band, an outcome is unreachable.
 - :func:`record_factory`: the :class:`~consumer.records.RecordFactory` with that policy and the
   model's band.
@@ -13,6 +13,7 @@ Both raise :class:`~consumer.errors.ConfigurationError`.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,7 +21,6 @@ from typing import TYPE_CHECKING
 from consumer.errors import ConfigurationError
 from consumer.kafka.config import instance_id, max_record_bytes
 from consumer.model_reload import load_detector
-from consumer.provenance_fields import policy_of
 from consumer.records import RecordFactory, model_stamp
 from provenance import DecisionPolicy
 
@@ -41,15 +41,13 @@ def load_checked_detector(
     against ``model.checkpoint_sha256`` whichever checkpoint is loaded, warm."""
     model = settings.model
     if checkpoint is not None:
-        model = model.model_copy(update={"checkpoint": Path(checkpoint)})
-    return load_detector(
-        model, settings.decode, settings.batching.max_batch_size, adapters=adapters
-    )
+        model = dataclasses.replace(model, checkpoint=Path(checkpoint))
+    return load_detector(model, adapters=adapters)
 
 
 def decision_policy(settings: ServiceSettings, info: ModelInfo) -> DecisionPolicy:
     """``settings.decision`` for the model ``info``; refuses an unreachable outcome."""
-    policy = policy_of(settings.decision)
+    policy = settings.decision
     try:
         policy.check(info.threshold, getattr(info, "decision_band", None))
     except ValueError as exc:

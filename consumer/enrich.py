@@ -21,7 +21,6 @@ from provenance.findings import clip
 
 if TYPE_CHECKING:
     from consumer.items import WorkItem
-    from consumer.settings import ProvenanceSettings
     from consumer.verdict_cache import VerdictCache
 
 __all__ = ["ProvenanceEnricher", "ProvenanceMetrics"]
@@ -53,21 +52,16 @@ class ProvenanceMetrics:
         )
 
 
-def config_of(settings: ProvenanceSettings) -> ProvenanceConfig:
-    """The extractor configuration of the service's ``provenance`` settings."""
-    return ProvenanceConfig(**settings.model_dump())
-
-
 class ProvenanceEnricher:
     """Callable hook ``(item, image bytes) -> None`` that sets ``item.provenance``."""
 
     def __init__(
         self,
-        settings: ProvenanceSettings,
+        settings: ProvenanceConfig,
         registry: CollectorRegistry | None = None,
         cache: VerdictCache | None = None,
     ) -> None:
-        self.extractor = Extractor(config_of(settings))
+        self.extractor = Extractor(settings)
         self.metrics = ProvenanceMetrics(registry) if registry is not None else None
         self._cache = cache
 

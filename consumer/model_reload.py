@@ -31,7 +31,7 @@ from consumer.errors import ConfigurationError
 if TYPE_CHECKING:
     from consumer.metrics import Metrics
     from consumer.settings import ModelSettings
-    from detector import DecodedImage, Detector, ImageLimits, ModelInfo, Prediction
+    from detector import DecodedImage, Detector, ModelInfo, Prediction
 
 __all__ = ["ModelReloader", "adapter_files", "load_detector", "reloader_for"]
 
@@ -48,14 +48,9 @@ def adapter_files(settings: ModelSettings) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.safetensors") if p.is_file())
 
 
-def load_detector(
-    settings: ModelSettings,
-    limits: ImageLimits,
-    max_batch: int = 32,
-    adapters: Sequence[Path] | None = None,
-) -> Detector:
-    """Load the checkpoint and adapters the settings name (``adapters``: these files instead),
-    warm; ``max_batch`` images go through one forward pass (``batching.max_batch_size``).
+def load_detector(settings: ModelSettings, adapters: Sequence[Path] | None = None) -> Detector:
+    """Load the checkpoint and adapters the settings name (``adapters``: these files instead)
+    with the engine options they hold, warm.
 
     Raises:
         ConfigurationError: the checkpoint is missing, corrupt, pickled or does not match its
@@ -68,20 +63,11 @@ def load_detector(
     try:
         detector = Detector.from_checkpoint(
             settings.checkpoint,
-            device=settings.device,
-            precision=settings.precision,
-            limits=limits,
-            runtime=settings.runtime,
+            settings,  # the engine options: device, precision, runtime, batch, limits, sha256
             adapters=adapter_files(settings) if adapters is None else list(adapters),
-            max_batch=max_batch,
         )
     except DetectorError as exc:  # CheckpointError among them: a deployment error
         raise ConfigurationError(f"cannot load {settings.checkpoint}: {exc}") from exc
-    expected = settings.checkpoint_sha256
-    if expected is not None and detector.info.weights_sha256 != expected.lower():
-        raise ConfigurationError(
-            f"checkpoint sha256 {detector.info.weights_sha256} != expected {expected}"
-        )
     if settings.warmup:
         detector.warmup()
     return detector
@@ -235,8 +221,6 @@ class ModelReloader:
 
 def reloader_for(
     settings: ModelSettings,
-    limits: ImageLimits,
-    max_batch: int,
     detector: Detector,
     metrics: Metrics,
     stop: threading.Event,
@@ -247,7 +231,7 @@ def reloader_for(
     with the service; ``accept`` may refuse a loaded model (it keeps the old one)."""
     reloader = ModelReloader(
         detector,
-        lambda: load_detector(settings, limits, max_batch),
+        lambda: load_detector(settings),
         lambda: [settings.checkpoint, *adapter_files(settings)],
         poll_s=settings.reload_poll_s,
         on_swap=lambda new: metrics.set_model_info(new.info.to_dict()),

@@ -72,16 +72,16 @@ def build_pipeline(
 ) -> Pipeline:
     """Chain the steps in front of ``output``; ``is_live`` drops work of revoked partitions;
     ``cache`` (the live verdict cache) learns each image's PDQ hash for near-duplicates."""
-    batching = settings.batching
+    batching, max_batch = settings.batching, settings.model.max_batch_size
     enrich = ProvenanceEnricher(settings.provenance, metrics.registry, cache)
-    detect = DetectStep(predictor, output, metrics, is_live, batching.max_batch_size)
-    batch = BatchStep(detect, batching.max_batch_size, batching.max_wait_ms / 1000.0)
+    detect = DetectStep(predictor, output, metrics, max_batch, is_live)
+    batch = BatchStep(detect, max_batch, batching.max_wait_ms / 1000.0)
     fetcher = ImageFetcher(settings.fetch)
     fetch = FetchDecodeStep(
         batch,
         output,
         fetcher,
-        settings.decode,
+        settings.model.limits,
         metrics,
         workers=batching.fetch_workers,
         decode_workers=batching.decode_workers,

@@ -17,14 +17,7 @@ from schemas import (
 )
 from schemas import CacheMatch as WireCacheMatch
 
-__all__ = ["cache_match_of", "policy_of", "verdict_fields"]
-
-
-def policy_of(settings: Any) -> DecisionPolicy:
-    """The :class:`DecisionPolicy` of a ``DecisionSettings`` (defaults when None)."""
-    if settings is None:
-        return DecisionPolicy()
-    return DecisionPolicy(**settings.model_dump())
+__all__ = ["cache_match_of", "verdict_fields"]
 
 
 def cache_match_of(prediction: Any) -> CacheMatch | None:

@@ -154,7 +154,6 @@ class Service:
             began = time.monotonic()
             # unset: all CPUs but one (decoding and Kafka need a core; docs/detector.md)
             torch.set_num_threads(model.torch_threads or default_threads())
-            max_batch = self.settings.batching.max_batch_size  # one forward pass per batch
             detector = load_checked_detector(self.settings)  # + adapters, sha-checked, warm
             log.info(
                 "model_loaded",
@@ -163,8 +162,6 @@ class Service:
             )
             self.detector = reloader_for(
                 model,
-                self.settings.decode,
-                max_batch,
                 detector,
                 self.metrics,
                 self._stop,

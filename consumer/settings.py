@@ -3,20 +3,23 @@
 Example: ``SYNTHSCAN_KAFKA__BOOTSTRAP_SERVERS=broker:9092``,
 ``SYNTHSCAN_KAFKA__INPUT_TOPICS=uploads.a,uploads.b`` (or a JSON list),
 ``SYNTHSCAN_KAFKA__LIBRDKAFKA='{"security.protocol": "SASL_SSL"}'``,
-``SYNTHSCAN_BATCHING__MAX_BATCH_SIZE=32``. The CLI's ``--set kafka.group_id=x`` overrides env.
+``SYNTHSCAN_MODEL__MAX_BATCH_SIZE=32``. The CLI's ``--set kafka.group_id=x`` overrides env.
+
+Library types are sections as they are, checked here: ``model`` is the engine's
+:class:`~detector.options.EngineOptions` plus what only the service needs, ``provenance`` is
+:class:`~provenance.ProvenanceConfig` and ``decision`` :class:`~provenance.DecisionPolicy`, so
+each default is declared once, in its library. Keys that moved keep working with a log line:
+``batching.max_batch_size`` (now ``model.max_batch_size``) and ``decode.*`` (now
+``model.limits.*``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     FilePath,
@@ -27,20 +30,29 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from consumer.library_settings import (
+    DecisionSettings,
+    ModelSection,
+    ModelSettings,
+    ProvenanceSettings,
+    moved_keys,
+    split_list,
+)
 from consumer.redaction import MASK as _MASK
 from consumer.redaction import describe_error, mask_url
-from detector.decode import ImageLimits
+from detector.checkpoint import DEFAULT_CHECKPOINT
+from provenance import DecisionPolicy, ProvenanceConfig
 
 __all__ = [
     "DEFAULT_CHECKPOINT",
     "BatchingSettings",
     "CacheSettings",
     "DecisionSettings",
-    "DecodeSettings",
     "FetchSettings",
     "HttpSettings",
     "KafkaSettings",
     "LoggingSettings",
+    "ModelSection",
     "ModelSettings",
     "ProvenanceSettings",
     "ServiceSettings",
@@ -50,24 +62,8 @@ __all__ = [
     "parse_overrides",
 ]
 
-DEFAULT_CHECKPOINT = (
-    Path(__file__).resolve().parent.parent
-    / "detector"
-    / "checkpoints"
-    / "glff-forensic-mobilenet_v2.safetensors"
-)
 _DICT_SETTINGS = ("librdkafka", "consumer_overrides", "producer_overrides")
 _SECRET_KEY_PARTS = ("password", "secret", "token", "key.pem", "sasl.oauthbearer.config")
-
-
-def _split_list(value: Any) -> Any:
-    """Accept a JSON list or a comma-separated string for list settings."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
-    return value
 
 
 def _json_dict(value: Any) -> Any:
@@ -125,7 +121,7 @@ class KafkaSettings(_Section):
         default_factory=dict
     )
 
-    _lists = field_validator("input_topics", mode="before")(_split_list)
+    _lists = field_validator("input_topics", mode="before")(split_list)
     _dicts = field_validator(
         "librdkafka", "consumer_overrides", "producer_overrides", mode="before"
     )(_json_dict)
@@ -139,9 +135,9 @@ class KafkaSettings(_Section):
 
 
 class BatchingSettings(_Section):
-    """Micro-batching (dynamic batching) and backpressure."""
+    """Micro-batching (dynamic batching) and backpressure; a micro-batch holds up to
+    ``model.max_batch_size`` images, one forward pass."""
 
-    max_batch_size: int = Field(default=16, ge=1, le=1024)
     max_wait_ms: float = Field(default=20.0, ge=0.0)
     max_in_flight_messages: int = Field(default=256, ge=1)
     max_in_flight_pixel_bytes: int = Field(default=1024**3, ge=1024**2)
@@ -149,21 +145,6 @@ class BatchingSettings(_Section):
     """Threads that download claim-check URLs (fetching only: decoding has its own)."""
     decode_workers: int = Field(default=4, ge=1, le=256)
     """Threads that decode images, inline or fetched (a slow URL never holds one)."""
-
-
-class ModelSettings(_Section):
-    """The resident detector."""
-
-    checkpoint: Path = DEFAULT_CHECKPOINT
-    checkpoint_sha256: str | None = Field(default=None, pattern=r"^[0-9a-fA-F]{64}$")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    warmup: bool = True
-    torch_threads: int | None = Field(default=None, ge=1)
-    runtime: Literal["auto", "torch", "onnxruntime", "eager"] = "auto"
-    """``auto``: ONNX Runtime on a CPU when installed (the ``onnx`` extra), else ``torch``."""
-    adapters_dir: Path | None = None
-    reload_poll_s: float = Field(default=2.0, ge=0.0)
 
 
 class FetchSettings(_Section):
@@ -197,29 +178,6 @@ class FetchSettings(_Section):
     """PEM bundle to verify TLS servers with, instead of the system store."""
 
 
-def _known_limits(value: Any) -> Any:
-    if isinstance(value, dict):
-        unknown = sorted(set(value) - {f.name for f in dataclasses.fields(ImageLimits)})
-        if unknown:
-            raise ValueError(f"unknown decode setting(s): {', '.join(unknown)}")
-        if "formats" in value:  # env: a JSON list or comma-separated names
-            return {**value, "formats": _split_list(value["formats"])}
-    return value
-
-
-def _positive_limits(limits: ImageLimits) -> ImageLimits:
-    sizes = (limits.max_bytes, limits.max_pixels, limits.max_side, limits.min_side)
-    if min(sizes) < 1:
-        raise ValueError("decode limits must be at least 1")
-    return limits
-
-
-DecodeSettings = Annotated[
-    ImageLimits, BeforeValidator(_known_limits), AfterValidator(_positive_limits)
-]
-"""Image decoding limits: :class:`detector.ImageLimits` itself, checked."""
-
-
 class HttpSettings(_Section):
     """Metrics and health endpoints."""
 
@@ -246,47 +204,6 @@ class CacheSettings(_Section):
     near_duplicate_min_quality: int = Field(default=50, ge=0, le=100)
 
 
-class ProvenanceSettings(_Section):
-    """Provenance extraction (C2PA, IPTC/XMP, PNG text, EXIF, watermark) and the PDQ hash."""
-
-    enabled: bool = True
-    c2pa: bool = True
-    trust_anchors: Path | None = None
-    max_bytes: int = Field(default=52_428_800, ge=0)
-    max_text_bytes: int = Field(default=1_048_576, ge=1024)
-    timeout_s: float = Field(default=2.0, gt=0.0)
-    workers: int = Field(default=2, ge=1)
-    watermark: bool = False
-    watermark_max_pixels: int = Field(default=1_048_576, ge=1)
-    pdq: bool = True
-
-
-class DecisionSettings(_Section):
-    """The moderator's decision: uncertain band and provenance policy.
-
-    The edges default to the checkpoint's calibrated ``decision_band``; ``uncertain_low`` /
-    ``uncertain_high`` override each; ``uncertain_margin`` is the fallback band's half-width
-    for checkpoints without one. An edge at 0 or 1 (or low >= high) would make an outcome
-    unreachable and is refused here; the band with the model's threshold and stored edges is
-    checked again when the service or a replay starts (``provenance.DecisionPolicy.check``).
-    """
-
-    uncertain_margin: float = Field(default=0.1, gt=0.0, le=0.5)
-    uncertain_low: float | None = Field(default=None, gt=0.0, lt=1.0)
-    uncertain_high: float | None = Field(default=None, gt=0.0, lt=1.0)
-    verified_ai_overrides: bool = True
-
-    @model_validator(mode="after")
-    def _band_not_empty(self) -> DecisionSettings:
-        low, high = self.uncertain_low, self.uncertain_high
-        if low is not None and high is not None and low >= high:
-            raise ValueError(
-                "decision.uncertain_low must be below decision.uncertain_high, or nothing is "
-                "'uncertain'"
-            )
-        return self
-
-
 class LoggingSettings(_Section):
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["json", "console"] = "json"
@@ -304,15 +221,18 @@ class ServiceSettings(BaseSettings):
 
     kafka: KafkaSettings = KafkaSettings()
     batching: BatchingSettings = BatchingSettings()
-    model: ModelSettings = ModelSettings()
+    model: ModelSection = ModelSettings()
     fetch: FetchSettings = FetchSettings()
-    decode: DecodeSettings = ImageLimits()
+    decode: Annotated[dict[str, Any] | None, Field(exclude=True)] = None
+    """Deprecated spelling of ``model.limits`` (read from env/overrides, moved there)."""
     http: HttpSettings = HttpSettings()
     shutdown: ShutdownSettings = ShutdownSettings()
     logging: LoggingSettings = LoggingSettings()
     cache: CacheSettings = CacheSettings()
-    provenance: ProvenanceSettings = ProvenanceSettings()
-    decision: DecisionSettings = DecisionSettings()
+    provenance: ProvenanceSettings = ProvenanceConfig()
+    decision: DecisionSettings = DecisionPolicy()
+
+    _moved = model_validator(mode="before")(moved_keys)
 
     @model_validator(mode="after")
     def _grace_fits(self) -> ServiceSettings:
@@ -356,7 +276,7 @@ def _mask(value: Any, key: str = "") -> Any:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """``["kafka.group_id=x", "batching.max_batch_size=8"]`` -> nested init kwargs.
+    """``["kafka.group_id=x", "model.max_batch_size=8"]`` -> nested init kwargs.
 
     Values are strings (pydantic converts them like env values); a value starting with ``[``
     or ``{`` is parsed as JSON. Keys after the section name may contain dots only inside the

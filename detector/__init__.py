@@ -17,6 +17,7 @@ from detector.errors import (
     ImageTooLargeError,
     UnsupportedImageError,
 )
+from detector.options import EngineOptions
 
 __all__ = [
     "DECODE_BYTES_PER_PIXEL",
@@ -24,6 +25,7 @@ __all__ = [
     "DecodedImage",
     "Detector",
     "DetectorError",
+    "EngineOptions",
     "ImageDecodeError",
     "ImageError",
     "ImageLimits",

@@ -48,6 +48,7 @@ from detector.model import (
 )
 
 __all__ = [
+    "DEFAULT_CHECKPOINT",
     "FORMAT",
     "FORMAT_VERSION",
     "PREPROCESSING_VERSION",
@@ -59,6 +60,10 @@ __all__ = [
 ]
 
 FORMAT = "synthscan-detector"
+DEFAULT_CHECKPOINT = (
+    Path(__file__).resolve().parent / "checkpoints" / "glff-forensic-mobilenet_v2.safetensors"
+)
+"""The shipped checkpoint, the one the service serves unless told otherwise."""
 FORMAT_VERSION = 1
 PREPROCESSING_VERSION = (
     "1"  # decode -> RGB uint8, central square -> 224 by roi_align, ImageNet norm

@@ -31,12 +31,15 @@ from detector.model import (
     build_model,
     count_parameters,
 )
+from detector.options import PRECISION_CHOICES, RUNTIME_CHOICES, EngineOptions
 from detector.patches import PatchStrategy
 from detector.psm import Suppression
 from detector.training.cli import register as register_training
 from detector.zeroshot.cli import register as register_zeroshot
 
 __all__ = ["build_parser", "main"]
+
+ENGINE_DEFAULTS = EngineOptions()
 
 
 def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -51,9 +54,9 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         dest="adapters",
         help="few-shot adapter file (repeatable): adds an 'attribution' field per image",
     )
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default=ENGINE_DEFAULTS.device, help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--precision", default=ENGINE_DEFAULTS.precision, choices=PRECISION_CHOICES)
+    p.add_argument("--batch-size", type=int, default=ENGINE_DEFAULTS.max_batch_size)
     p.add_argument("--deterministic", action="store_true", help="reproducible kernels and RNG")
     p.add_argument("--overlay", type=Path, help="write <stem>.overlay.png with boxes here")
     p.add_argument(
@@ -64,14 +67,14 @@ def _add_predict(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument(
         "--uncertain-margin",
         type=float,
-        default=0.1,
+        default=None,
         help="half-width of the fallback 'uncertain' band for checkpoints without a stored "
-        "decision_band (default 0.1)",
+        "decision_band (default: provenance.DecisionPolicy's)",
     )
     p.add_argument(
         "--runtime",
-        default="auto",
-        choices=["auto", "torch", "onnxruntime", "eager"],
+        default=ENGINE_DEFAULTS.runtime,
+        choices=RUNTIME_CHOICES,
         help="auto (default): onnxruntime on a CPU when installed, else torch (batch norm "
         "folded); onnxruntime: CPU, needs the onnx extra",
     )
@@ -142,7 +145,7 @@ def _predict(args: argparse.Namespace) -> int:
         device=args.device,
         precision=args.precision,
         deterministic=args.deterministic,
-        max_batch=args.batch_size,
+        max_batch_size=args.batch_size,
         runtime=args.runtime,
         adapters=args.adapters,
     )
@@ -158,7 +161,7 @@ def _predict(args: argparse.Namespace) -> int:
         for path in chunk:
             try:
                 data = path.read_bytes() if path.is_file() else path
-                decoded.append(decode_image(data, det.limits))
+                decoded.append(decode_image(data, det.options.limits))
                 good.append(path)
                 blobs.append(data)
             except DetectorError as exc:
@@ -190,7 +193,10 @@ class _Signals:
     def __init__(self, args: argparse.Namespace) -> None:
         from provenance import DecisionPolicy, Extractor, ProvenanceConfig
 
-        self.policy = DecisionPolicy(uncertain_margin=args.uncertain_margin)
+        margin = args.uncertain_margin
+        self.policy = (
+            DecisionPolicy() if margin is None else DecisionPolicy(uncertain_margin=margin)
+        )
         self.extractor = None
         if not args.no_provenance:
             config = ProvenanceConfig(trust_anchors=args.trust_anchors, watermark=args.watermark)

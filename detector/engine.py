@@ -18,10 +18,11 @@ from PIL import Image
 
 from detector.batching import collate_images, group_by_size
 from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
-from detector.decode import DecodedImage, ImageInput, ImageLimits, decode_image
-from detector.errors import DetectorError
+from detector.decode import DecodedImage, ImageInput, decode_image
+from detector.errors import CheckpointError, DetectorError
 from detector.fuse import inference_copy, resolve_runtime
 from detector.model import GLFF, GLFFOutput, GlobalOnly
+from detector.options import EngineOptions, with_knobs
 from detector.runtime import prefetch
 
 if TYPE_CHECKING:
@@ -179,32 +180,25 @@ class Detector:
         self,
         model: GLFF | GlobalOnly,
         metadata: CheckpointMetadata,
+        options: EngineOptions | None = None,
         *,
         weights_sha256: str = "",
-        device: str = "auto",
-        precision: str = "auto",
-        deterministic: bool = False,
-        max_batch: int = 32,
-        max_padded_pixels: int = 64_000_000,
-        limits: ImageLimits | None = None,
-        runtime: str = "auto",
-        channels_last: bool | None = None,
         adapters: Sequence[Adapter] = (),
+        **knobs: Any,
     ) -> None:
-        self.device = _resolve_device(device)
-        self.precision = _resolve_precision(precision, self.device)
+        """``knobs``: :class:`EngineOptions` fields that replace those of ``options``."""
+        self.options = options = with_knobs(options, knobs)
+        self.device = _resolve_device(options.device)
+        self.precision = _resolve_precision(options.precision, self.device)
         try:
-            runtime = resolve_runtime(runtime, self.device, self.precision)
+            runtime = resolve_runtime(options.runtime, self.device, self.precision)
         except ValueError as exc:
             raise DetectorError(str(exc)) from exc
         if runtime == "onnxruntime" and (self.device.type != "cpu" or self.precision != "fp32"):
             raise DetectorError("runtime 'onnxruntime' needs device cpu and precision fp32")
         self.runtime = runtime
         self.metadata = metadata
-        self.limits = limits or ImageLimits()
-        self.max_batch = max_batch
-        self.max_padded_pixels = max_padded_pixels
-        self.deterministic = deterministic
+        deterministic = options.deterministic
         if adapters and runtime != "eager":
             # adapters split the trunk by module index (detector.adapters.tail), which the
             # folded / ONNX Runtime copies do not keep: serve base + adapters unfolded
@@ -216,6 +210,7 @@ class Detector:
         except (RuntimeError, ValueError) as exc:
             raise DetectorError(f"runtime {runtime!r}: {exc}") from exc
         model = model.to(self.device)
+        channels_last = options.channels_last
         if channels_last is None:
             channels_last = self.device.type == "cuda"
         if channels_last:
@@ -240,30 +235,27 @@ class Detector:
     def from_checkpoint(
         cls,
         path: str | Path,
-        device: str = "auto",
-        precision: str = "auto",
+        options: EngineOptions | None = None,
         adapters: Sequence[str | Path] = (),
-        **kwargs: Any,
+        **knobs: Any,
     ) -> Detector:
-        """Load a safetensors checkpoint (see :mod:`detector.checkpoint`) and optional adapter
-        files (:mod:`detector.adapters`), each checked against the checkpoint's sha256; never
-        unpickles."""
+        """Load a safetensors checkpoint (see :mod:`detector.checkpoint`), refused with
+        :class:`CheckpointError` unless its sha256 is ``options.checkpoint_sha256`` (when set),
+        and optional adapter files (:mod:`detector.adapters`), each checked against the
+        checkpoint's sha256; never unpickles. ``knobs``: :class:`EngineOptions` fields that
+        replace those of ``options``."""
+        options = with_knobs(options, knobs)
         model, metadata = load_checkpoint(path)
         sha = file_sha256(path)
+        expected = options.checkpoint_sha256
+        if expected is not None and sha != expected.lower():
+            raise CheckpointError(f"checkpoint sha256 {sha} != expected {expected}")
         loaded = []
         if adapters:
             from detector.adapters import load_adapter
 
             loaded = [load_adapter(a, model, sha) for a in adapters]
-        return cls(
-            model,
-            metadata,
-            weights_sha256=sha,
-            device=device,
-            precision=precision,
-            adapters=loaded,
-            **kwargs,
-        )
+        return cls(model, metadata, options, weights_sha256=sha, adapters=loaded)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":
@@ -314,10 +306,11 @@ class Detector:
     def predict(self, images: Sequence[DecodedImage | ImageInput]) -> list[Prediction]:
         """Score images of any sizes and modes, in input order.
 
-        Inputs that are not yet decoded are decoded with ``self.limits``, ``max_batch`` at a
-        time in a background thread while the previous ones are computed; a bad one raises its
-        :class:`~detector.ImageError` (decode with :func:`decode_image` first to handle images
-        one by one). Images are grouped by size so that padding stays small.
+        Inputs that are not yet decoded are decoded with ``options.limits``,
+        ``options.max_batch_size`` at a time in a background thread while the previous ones are
+        computed; a bad one raises its :class:`~detector.ImageError` (decode with
+        :func:`decode_image` first to handle images one by one). Images are grouped by size so
+        that padding stays small.
 
         Raises:
             TypeError: ``images`` is one image (a path, bytes, ...) instead of a sequence.
@@ -327,9 +320,12 @@ class Detector:
         decoded = [im for im in images if isinstance(im, DecodedImage)]
         if len(decoded) == len(images):
             return self._predict_decoded(decoded)
-        step = max(1, self.max_batch)
+        step = self.options.max_batch_size
         chunks = (
-            [im if isinstance(im, DecodedImage) else decode_image(im, self.limits) for im in part]
+            [
+                im if isinstance(im, DecodedImage) else decode_image(im, self.options.limits)
+                for im in part
+            ]
             for part in (images[i : i + step] for i in range(0, len(images), step))
         )
         return [p for chunk in prefetch(chunks) for p in self._predict_decoded(chunk)]
@@ -337,7 +333,9 @@ class Detector:
     def _predict_decoded(self, decoded: Sequence[DecodedImage]) -> list[Prediction]:
         results: list[Prediction | None] = [None] * len(decoded)
         sizes = [(d.height, d.width) for d in decoded]
-        for group in group_by_size(sizes, self.max_batch, self.max_padded_pixels):
+        for group in group_by_size(
+            sizes, self.options.max_batch_size, self.options.max_padded_pixels
+        ):
             out, extra = self._run_all([decoded[i].pixels for i in group])
             for row, index in enumerate(group):
                 results[index] = self._prediction(out, row, decoded[index], extra[row])

@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from detector.options import ENGINE_RUNTIMES
+
 __all__ = [
     "RUNTIMES",
     "ChunkedBackbone",
@@ -38,7 +40,8 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("reference", "eager", "torch", "onnxruntime")
+RUNTIMES = tuple(name for name in ENGINE_RUNTIMES if name != "auto")
+"""What :func:`inference_copy` builds (``auto`` resolves to one of them)."""
 CPU_CHUNK = 2  # crops per backbone call on the CPU (measured, see ChunkedBackbone)
 
 

@@ -39,8 +39,9 @@ class DetectStep(ProcessingStep[list[WorkItem]]):
     partition was revoked meanwhile (``is_live`` False) are dropped before inference.
 
     Batches that queued up while the model was busy (the batch step closes one every
-    ``max_wait_ms``) run together, up to ``max_batch`` images: under load the model gets full
-    batches instead of a backlog of small ones. Order is kept.
+    ``max_wait_ms``) run together, up to ``max_batch`` images (``model.max_batch_size``, one
+    forward pass): under load the model gets full batches instead of a backlog of small ones.
+    Order is kept.
     """
 
     def __init__(
@@ -48,8 +49,8 @@ class DetectStep(ProcessingStep[list[WorkItem]]):
         detector: Predictor,
         next_step: ProcessingStep[Outcome],
         metrics: Metrics,
+        max_batch: int,
         is_live: Callable[[Envelope], bool] = lambda _: True,
-        max_batch: int = 1,
     ) -> None:
         self.next_step = next_step
         self._max_batch = max_batch

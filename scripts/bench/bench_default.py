@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from consumer.settings import DEFAULT_CHECKPOINT
 from detector import Detector
+from detector.checkpoint import DEFAULT_CHECKPOINT
 from detector.zeroshot import load_zeroshot
 
 CHECKPOINTS = DEFAULT_CHECKPOINT.parent
@@ -56,7 +56,7 @@ def main() -> None:
     pics = images(args.images)
     arrays = [np.asarray(p) for p in pics]
     models = {
-        name: Detector.from_checkpoint(path, device="cpu", max_batch=args.batch)
+        name: Detector.from_checkpoint(path, device="cpu", max_batch_size=args.batch)
         for name, path in (("previous", PREVIOUS), ("default", DEFAULT_CHECKPOINT))
     }
     zeroshot = load_zeroshot(ZEROSHOT)

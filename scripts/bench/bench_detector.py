@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import statistics
 import time
@@ -225,7 +226,7 @@ def bench_backbone(backbone: str, args: argparse.Namespace, sizes: list[tuple[in
             return True
 
         def engine(det: Detector, batch: int = batch) -> list[float]:
-            det.max_batch = batch
+            det.options = dataclasses.replace(det.options, max_batch_size=batch)
             return [p.score for p in det.predict(decoded)]
 
         def naive(batch: int = batch) -> list[float]:
@@ -304,8 +305,9 @@ def bench_pipeline(args: argparse.Namespace, sizes: list[tuple[int, int]]) -> No
             trained_like(model)
             ckpt = Path(tmp) / "bench.safetensors"
             save_checkpoint(ckpt, model, CheckpointMetadata(config=config, name="bench"))
-            det = Detector.from_checkpoint(ckpt, device=args.device, runtime=runtime)
-            det.max_batch = args.pipeline_batch
+            det = Detector.from_checkpoint(
+                ckpt, device=args.device, runtime=runtime, max_batch_size=args.pipeline_batch
+            )
             det.predict(decoded[:2])
             print(
                 f"\nend to end: {args.pipeline_backbone} runtime={runtime} events="

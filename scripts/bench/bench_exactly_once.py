@@ -56,7 +56,8 @@ def run_case(args: argparse.Namespace, detector: Any, eos: bool, interval: float
             "commit_interval_s": interval,
             "statistics_interval_ms": 0,
         },
-        batching={"max_batch_size": args.batch, "max_wait_ms": 5},  # type: ignore[arg-type]
+        model={"max_batch_size": args.batch},  # type: ignore[arg-type]
+        batching={"max_wait_ms": 5},  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         logging={"level": "warning"},  # type: ignore[arg-type]
         cache={"enabled": False},  # type: ignore[arg-type]

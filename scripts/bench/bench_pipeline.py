@@ -34,9 +34,9 @@ from PIL import Image
 
 from consumer.logs import configure_logging
 from consumer.service import Service
-from consumer.settings import DEFAULT_CHECKPOINT, ServiceSettings
+from consumer.settings import ServiceSettings
 from detector import Detector, decode_image
-from detector.checkpoint import CheckpointMetadata, save_checkpoint
+from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMetadata, save_checkpoint
 from detector.model import ModelConfig, build_model
 from scripts.bench.support import VerdictClock, create_topics, image_events, pct, produce
 
@@ -76,8 +76,9 @@ def run_case(args: argparse.Namespace, ckpt: Path, images: list[bytes], batch: i
             "exactly_once": args.exactly_once,
             "instance_id": f"bench-{tag}",
         },
-        batching={"max_batch_size": batch, "max_wait_ms": args.max_wait_ms},
+        batching={"max_wait_ms": args.max_wait_ms},
         model={
+            "max_batch_size": batch,
             "checkpoint": ckpt,
             "device": args.device,
             "torch_threads": args.threads,

@@ -40,7 +40,8 @@ def main() -> int:
     produce(args.bootstrap, topic, image_events(images, args.events, "image/png"), rate=0)
     settings = ServiceSettings(
         kafka={"bootstrap_servers": args.bootstrap, "input_topics": [topic]},  # type: ignore[arg-type]
-        batching={"max_batch_size": args.batch, "max_wait_ms": 5},  # type: ignore[arg-type]
+        model={"max_batch_size": args.batch},  # type: ignore[arg-type]
+        batching={"max_wait_ms": 5},  # type: ignore[arg-type]
         logging={"level": "warning"},  # type: ignore[arg-type]
     )
     with tempfile.TemporaryDirectory() as tmp:

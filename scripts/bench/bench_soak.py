@@ -81,7 +81,8 @@ def run(bootstrap: str, args: argparse.Namespace) -> dict[str, object]:
             "dead_letter_topic": dlq,
             "statistics_interval_ms": 1000,
         },
-        batching={"max_batch_size": 16, "max_wait_ms": 5},  # type: ignore[arg-type]
+        model={"max_batch_size": 16},  # type: ignore[arg-type]
+        batching={"max_wait_ms": 5},  # type: ignore[arg-type]
         http={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
         logging={"level": "warning"},  # type: ignore[arg-type]
     )

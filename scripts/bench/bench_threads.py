@@ -74,8 +74,9 @@ def main() -> int:
         dets = {}
         for t in counts:  # ONNX Runtime takes its thread count at start-up
             torch.set_num_threads(t)
-            dets[t] = Detector.from_checkpoint(ckpt, device="cpu", runtime=args.runtime)
-            dets[t].max_batch = 8
+            dets[t] = Detector.from_checkpoint(
+                ckpt, device="cpu", runtime=args.runtime, max_batch_size=8
+            )
             dets[t].predict(paths[:2])
         broker = None
         opts = argparse.Namespace(

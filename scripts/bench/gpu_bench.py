@@ -156,7 +156,7 @@ def bench_e2e(
     model = build_model(ModelConfig(backbone=backbone))
     det = Detector(
         model, CheckpointMetadata(config=model.config), device=str(device), precision=precision,
-        max_batch=max(batches),
+        max_batch_size=max(batches),
     )  # fmt: skip
     pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
     rows = []

@@ -27,7 +27,7 @@ from consumer.errors import (
 from consumer.items import Envelope, Failure
 from consumer.model_reload import load_detector
 from consumer.settings import ModelSettings
-from detector import ImageDecodeError, ImageLimits, ImageTooLargeError, UnsupportedImageError
+from detector import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from schemas import ErrorCode, EventError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,7 +86,7 @@ def test_corrupt_checkpoint_is_a_configuration_error(tmp_path: Path) -> None:
     corrupt = tmp_path / "corrupt.safetensors"
     corrupt.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not json at all, nor tensors")
     with pytest.raises(ConfigurationError, match=r"corrupt\.safetensors"):
-        load_detector(ModelSettings(checkpoint=corrupt, warmup=False), ImageLimits())
+        load_detector(ModelSettings(checkpoint=corrupt, warmup=False))
     run = subprocess.run(
         [
             sys.executable,

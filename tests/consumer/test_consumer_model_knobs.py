@@ -12,6 +12,7 @@ from kafka_support import image_bytes
 
 from consumer.items import Envelope, WorkItem
 from consumer.metrics import Metrics
+from consumer.pipeline import backpressure_for, build_pipeline
 from consumer.service import Service
 from consumer.settings import ServiceSettings
 from consumer.steps.batch import BatchStep
@@ -39,15 +40,16 @@ def test_a_consumer_batch_of_64_is_one_forward_pass(tmp_path: Path) -> None:
             "precision": "fp32",
             "warmup": False,
             "reload_poll_s": 0,
+            "max_batch_size": N,
         },
-        batching={"max_batch_size": N, "max_wait_ms": 60_000},
+        batching={"max_wait_ms": 60_000},
         http={"enabled": False},
     )
     service = Service(settings)
     try:
         reloader: Any = service._load_detector()  # what the service serves from
         detector: Detector = reloader.current
-        assert detector.max_batch == N
+        assert detector.options.max_batch_size == N
         forwards: list[int] = []
         detector.model.register_forward_hook(
             lambda _m, args, _out: forwards.append(int(args[0].shape[0]))
@@ -62,7 +64,7 @@ def test_a_consumer_batch_of_64_is_one_forward_pass(tmp_path: Path) -> None:
         reloader.predict = counting
         out = Collect()
         batch = BatchStep(
-            DetectStep(reloader, out, Metrics()), N, settings.batching.max_wait_ms / 1000
+            DetectStep(reloader, out, Metrics(), N), N, settings.batching.max_wait_ms / 1000
         )
         for i in range(N):
             batch.submit(_item(i))
@@ -71,6 +73,24 @@ def test_a_consumer_batch_of_64_is_one_forward_pass(tmp_path: Path) -> None:
         assert len(out.items) == N and all(isinstance(o, WorkItem) for o in out.items)
     finally:
         service.stop()
+
+
+def test_model_max_batch_size_sizes_the_batch_step_and_the_detect_merge() -> None:
+    settings = ServiceSettings(model={"max_batch_size": 5, "device": "cpu"})  # type: ignore[arg-type]
+    metrics = Metrics()
+    pipeline = build_pipeline(
+        settings,
+        Collect(),  # type: ignore[arg-type]  # a predictor never called here
+        Collect(),
+        metrics,
+        backpressure_for(settings, 8),
+    )
+    try:
+        detect = pipeline.batch.next_step
+        assert isinstance(detect, DetectStep)
+        assert pipeline.batch._batcher.max_size == detect._max_batch == 5
+    finally:
+        pipeline.close()
 
 
 def test_with_threshold_shares_the_weights_and_labels_at_the_new_threshold(

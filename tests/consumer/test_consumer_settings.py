@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 from pydantic import ValidationError
@@ -10,6 +11,9 @@ from pydantic import ValidationError
 from consumer.__main__ import main
 from consumer.kafka.config import consumer_config, producer_config
 from consumer.settings import ServiceSettings, mask_url, parse_overrides
+from detector import ImageLimits
+from detector.options import EngineOptions
+from provenance import DecisionPolicy, ProvenanceConfig
 
 
 @pytest.fixture(autouse=True)
@@ -33,14 +37,16 @@ def test_env_nested_lists_and_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SYNTHSCAN_KAFKA__BOOTSTRAP_SERVERS", "b1:9092,b2:9092")
     monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", "uploads.a, uploads.b")
     monkeypatch.setenv("SYNTHSCAN_KAFKA__LIBRDKAFKA", '{"security.protocol": "SASL_SSL"}')
-    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("SYNTHSCAN_MODEL__MAX_BATCH_SIZE", "32")
+    monkeypatch.setenv("SYNTHSCAN_MODEL__LIMITS__FORMATS", "JPEG, PNG")
     monkeypatch.setenv("SYNTHSCAN_KAFKA__EXACTLY_ONCE", "true")
     monkeypatch.setenv("SYNTHSCAN_HTTP__PORT", "9100")
     s = ServiceSettings()
     assert s.kafka.bootstrap_servers == "b1:9092,b2:9092"
     assert s.kafka.input_topics == ["uploads.a", "uploads.b"]
     assert s.kafka.librdkafka == {"security.protocol": "SASL_SSL"}
-    assert s.batching.max_batch_size == 32
+    assert s.model.max_batch_size == 32
+    assert s.model.limits.formats == frozenset({"JPEG", "PNG"})
     assert s.kafka.exactly_once is True
     assert s.http.port == 9100
     monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", '["x"]')
@@ -48,10 +54,10 @@ def test_env_nested_lists_and_dicts(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_invalid_values_are_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE", "0")
+    monkeypatch.setenv("SYNTHSCAN_MODEL__MAX_BATCH_SIZE", "0")
     with pytest.raises(ValidationError):
         ServiceSettings()
-    monkeypatch.delenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE")
+    monkeypatch.delenv("SYNTHSCAN_MODEL__MAX_BATCH_SIZE")
     monkeypatch.setenv("SYNTHSCAN_KAFKA__INPUT_TOPICS", "")
     with pytest.raises(ValidationError):
         ServiceSettings()
@@ -177,3 +183,49 @@ def test_a_decision_edge_that_hides_an_outcome_is_refused_naming_it(
 def test_decision_edges_that_leave_no_uncertain_band_are_refused() -> None:
     with pytest.raises(ValidationError, match="uncertain_low must be below"):
         ServiceSettings.load(["decision.uncertain_low=0.7", "decision.uncertain_high=0.6"])
+
+
+def test_moved_keys_still_work_with_a_deprecation_line(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_BATCH_SIZE", "8")
+    monkeypatch.setenv("SYNTHSCAN_BATCHING__MAX_WAIT_MS", "7")
+    monkeypatch.setenv("SYNTHSCAN_DECODE__MAX_SIDE", "300")
+    monkeypatch.setenv("SYNTHSCAN_DECODE__FORMATS", "JPEG,PNG")
+    with caplog.at_level(logging.WARNING, logger="consumer.settings"):
+        s = ServiceSettings()
+    assert s.model.max_batch_size == 8 and s.batching.max_wait_ms == 7.0
+    assert s.model.limits.max_side == 300
+    assert s.model.limits.formats == frozenset({"JPEG", "PNG"})
+    assert "batching.max_batch_size is deprecated: use model.max_batch_size" in caplog.text
+    assert "decode.* is deprecated: use model.limits.*" in caplog.text
+    monkeypatch.setenv("SYNTHSCAN_MODEL__LIMITS__MAX_BYTES", "4096")
+    again = ServiceSettings.load(["batching.max_batch_size=4", "decode.min_side=64"])
+    assert again.model.max_batch_size == 4  # an override wins over env, old key or new
+    assert (again.model.limits.min_side, again.model.limits.max_bytes) == (64, 4096)
+    assert "max_batch_size" not in again.masked()["batching"] and "decode" not in again.masked()
+
+
+def test_library_types_are_the_sections_and_their_bounds_are_checked() -> None:
+    s = ServiceSettings.load(["decision.uncertain_margin=0.2", "provenance.workers=3"])
+    assert isinstance(s.model, EngineOptions) and s.model.limits == ImageLimits()
+    assert s.decision == DecisionPolicy(uncertain_margin=0.2)
+    assert s.provenance == ProvenanceConfig(workers=3)
+    refused = [
+        "model.max_batch_size=2000",
+        "model.device=gpu",
+        "model.runtime=tensorrt",
+        "model.checkpoint_sha256=abc",
+        "model.limits.min_side=0",
+        "model.limits.no_such_limit=1",
+        "model.no_such_knob=1",
+        "decision.uncertain_margin=0.6",
+        "decision.uncertain_low=0.7",
+        "decision.no_such=1",
+        "provenance.workers=0",
+        "provenance.no_such=1",
+    ]
+    for pair in refused:
+        with pytest.raises(ValidationError):
+            ServiceSettings.load([pair, "decision.uncertain_high=0.6"])
+    assert ServiceSettings.load(["model.device=cuda:1"]).model.device == "cuda:1"

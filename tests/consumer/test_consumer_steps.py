@@ -93,7 +93,7 @@ def test_detect_runs_batches_that_queued_while_busy_together_up_to_max_batch() -
 
 def test_detect_isolates_the_image_that_breaks_its_batch() -> None:
     sink, det = Collect(), FakeDetector()
-    step = DetectStep(det, sink, Metrics(), is_live=lambda env: env.offset != 3)
+    step = DetectStep(det, sink, Metrics(), 1, is_live=lambda env: env.offset != 3)
     batch = [work_item(i) for i in range(4)]
     for item, width in zip(batch, (64, 77, 80, 64), strict=True):
         item.image = decoded(width)

@@ -13,7 +13,7 @@ from kafka_support import image_bytes
 
 from consumer.model_reload import ModelReloader, adapter_files, load_detector
 from consumer.settings import ModelSettings
-from detector import DecodedImage, Detector, ImageLimits, decode_image
+from detector import DecodedImage, Detector, decode_image
 from detector.adapters import AdapterMetadata, save_adapter
 from detector.checkpoint import file_sha256, load_checkpoint
 
@@ -65,10 +65,9 @@ def settings(tmp_path: Path, checkpoint: Path) -> ModelSettings:
 
 
 def _reloader(settings: ModelSettings) -> ModelReloader:
-    limits = ImageLimits()
     return ModelReloader(
-        load_detector(settings, limits),
-        lambda: load_detector(settings, limits),
+        load_detector(settings),
+        lambda: load_detector(settings),
         lambda: [settings.checkpoint, *adapter_files(settings)],
         poll_s=settings.reload_poll_s,
     )
@@ -162,7 +161,7 @@ def test_in_flight_batch_finishes_on_the_model_it_started_with(settings: ModelSe
 def test_detector_loads_adapters_folder_at_start(settings: ModelSettings) -> None:
     assert settings.adapters_dir is not None
     write_adapter(settings.adapters_dir / "a.safetensors", settings.checkpoint, "gen-a")
-    det: Detector = load_detector(settings, ImageLimits())
+    det: Detector = load_detector(settings)
     assert [a.generator for a in det.info.adapters] == ["gen-a"]
 
 
@@ -173,7 +172,7 @@ def test_replay_scores_with_a_candidate_adapter(settings: ModelSettings, tmp_pat
     candidate = write_adapter(tmp_path / "cand.safetensors", settings.checkpoint, "cand")
     service = ServiceSettings(
         kafka={"input_topics": ["x"]},  # type: ignore[arg-type]
-        model=settings.model_dump(),  # type: ignore[arg-type]
+        model=settings,
     )
     det = _detector(ReplayOptions(adapters=[candidate]), service, None)
     assert [a.generator for a in det.info.adapters] == ["cand"]
@@ -183,8 +182,7 @@ def test_replay_scores_with_a_candidate_adapter(settings: ModelSettings, tmp_pat
 def test_a_model_the_decision_policy_refuses_is_not_swapped_in(settings: ModelSettings) -> None:
     """A hot reload checks what the service checked at start (its decision band must keep every
     outcome reachable): a refused model never serves, the old one does."""
-    limits = ImageLimits()
-    serving = load_detector(settings, limits)
+    serving = load_detector(settings)
     loads = iter(
         [ValueError("'synthetic' unreachable: decision.uncertain_high 0.999 >= ..."), None]
     )
@@ -196,7 +194,7 @@ def test_a_model_the_decision_policy_refuses_is_not_swapped_in(settings: ModelSe
 
     reloader = ModelReloader(
         serving,
-        lambda: load_detector(settings, limits),
+        lambda: load_detector(settings),
         lambda: [settings.checkpoint],
         poll_s=0,
         accept=accept,

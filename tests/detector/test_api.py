@@ -12,6 +12,7 @@ def test_public_names() -> None:
         "DecodedImage",
         "Detector",
         "DetectorError",
+        "EngineOptions",
         "ImageDecodeError",
         "ImageError",
         "ImageLimits",

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
 from detector import (
+    CheckpointError,
     DecodedImage,
     Detector,
     DetectorError,
+    EngineOptions,
     ImageDecodeError,
     PatchEvidence,
     Prediction,
     decode_image,
 )
-from detector.checkpoint import CheckpointMetadata, load_checkpoint
+from detector.checkpoint import CheckpointMetadata, file_sha256, load_checkpoint
 from detector.model import ModelConfig, build_model
 from tests.detector.imaging import encode, random_array
 
@@ -65,7 +68,7 @@ def test_predict_mixed_sizes_and_modes(detector: Detector, tmp_path: Path) -> No
 def test_grouping_does_not_change_results(small_checkpoint: Path, tmp_path: Path) -> None:
     inputs = _inputs(tmp_path)
     big = Detector.from_checkpoint(small_checkpoint, device="cpu").predict(inputs)  # type: ignore[arg-type]
-    one = Detector.from_checkpoint(small_checkpoint, device="cpu", max_batch=1)
+    one = Detector.from_checkpoint(small_checkpoint, device="cpu", max_batch_size=1)
     for a, b in zip(big, one.predict(inputs), strict=True):  # type: ignore[arg-type]
         assert a.score == pytest.approx(b.score, abs=1e-5)
         assert sorted(q.box for q in a.patches) == sorted(q.box for q in b.patches)
@@ -154,3 +157,28 @@ def test_str_and_path_like_paths_are_images(detector: Detector, tmp_path: Path) 
 def test_one_image_instead_of_a_list_is_a_clear_error(detector: Detector, one: object) -> None:
     with pytest.raises(TypeError, match="list of images"):
         detector.predict(one)  # type: ignore[arg-type]
+
+
+def test_engine_options_are_one_object_and_keywords_replace_its_fields(
+    small_checkpoint: Path,
+) -> None:
+    options = EngineOptions(device="cpu", precision="fp32", max_batch_size=3)
+    det = Detector.from_checkpoint(small_checkpoint, options, runtime="eager")
+    assert det.options == dataclasses.replace(options, runtime="eager")
+    assert Detector.from_checkpoint(small_checkpoint, device="cpu").options.max_batch_size == (
+        EngineOptions().max_batch_size
+    )
+    with pytest.raises(DetectorError, match="no_such_knob"):
+        Detector.from_checkpoint(small_checkpoint, device="cpu", no_such_knob=1)
+    with pytest.raises(DetectorError, match="device 'gpu'"):
+        Detector.from_checkpoint(small_checkpoint, device="gpu")
+
+
+def test_a_checkpoint_whose_sha256_is_not_the_expected_one_is_refused(
+    small_checkpoint: Path,
+) -> None:
+    sha = file_sha256(small_checkpoint)
+    ok = Detector.from_checkpoint(small_checkpoint, device="cpu", checkpoint_sha256=sha.upper())
+    assert ok.info.weights_sha256 == sha
+    with pytest.raises(CheckpointError, match=f"{sha} != expected {'0' * 64}"):
+        Detector.from_checkpoint(small_checkpoint, device="cpu", checkpoint_sha256="0" * 64)

@@ -66,5 +66,5 @@ def test_cpu_only_render_selects_the_cpu_device(
 ) -> None:
     settings, _ = _settings_from_render(render, "cpu-only-values.yaml", monkeypatch)
     assert settings.model.device == "cpu"
-    assert settings.batching.max_batch_size == 32
+    assert settings.model.max_batch_size == 32
     assert settings.fetch.max_bytes == 52428800

@@ -127,7 +127,7 @@ def test_consumer_settings_reach_the_environment(render: Render) -> None:
     assert "SYNTHSCAN_KAFKA__LATEST_VERDICT_TOPIC" not in values
     assert values["SYNTHSCAN_KAFKA__EXACTLY_ONCE"] == "false"
     assert json.loads(values["SYNTHSCAN_KAFKA__LIBRDKAFKA"]) == {"security.protocol": "PLAINTEXT"}
-    assert values["SYNTHSCAN_BATCHING__MAX_BATCH_SIZE"] == "32"
+    assert values["SYNTHSCAN_MODEL__MAX_BATCH_SIZE"] == "32"
     assert values["SYNTHSCAN_BATCHING__MAX_WAIT_MS"] == "50"
     assert values["SYNTHSCAN_FETCH__TIMEOUT_S"] == "10"
     assert values["SYNTHSCAN_FETCH__MAX_BYTES"] == "52428800"  # an int, not 5.24288e+07

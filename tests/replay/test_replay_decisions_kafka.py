@@ -3,6 +3,7 @@ the same decision policy and the same checkpoint sha256 check as the live servic
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_a_replay_of_a_checkpoint_whose_sha256_does_not_match_is_refused_like_th
         unique("rp-sha"),
     )  # fmt: skip
     settings = settings.model_copy(
-        update={"model": settings.model.model_copy(update={"checkpoint_sha256": wrong})}
+        update={"model": dataclasses.replace(settings.model, checkpoint_sha256=wrong)}
     )
     service = Service(settings)
     thread = service.start()
@@ -104,7 +105,7 @@ def test_a_decision_setting_that_hides_an_outcome_is_refused_by_replay_and_servi
     # fine: the fallback shrinks to stay inside (0, 1); a low edge of 0.9 above the high edge
     # 0.75 of the fallback leaves no uncertain band:
     bad = settings.model_copy(
-        update={"decision": settings.decision.model_copy(update={"uncertain_low": 0.9})}
+        update={"decision": dataclasses.replace(settings.decision, uncertain_low=0.9)}
     )
     out = tmp_path / "band.jsonl"
     with pytest.raises(ConfigurationError, match=r"decision\.uncertain_low"):
