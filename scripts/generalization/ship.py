@@ -27,7 +27,7 @@ import torch
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import GLFF, GlobalOnly, ModelConfig, count_parameters
 from detector.representation import InputRepr
-from detector.training.calibration import Calibration, band_metadata, calibrate
+from detector.training.calibration import Calibration, calibrate, decision_band
 from detector.training.metrics import average_precision
 from scripts.generalization.study import (
     RECIPES,
@@ -188,7 +188,7 @@ def main() -> None:
     }
     model.half()
     meta = _metadata(args, cfg, cal, counts, c, val_ap)  # + the moderator's band, same scores
-    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, data=where)
+    band = decision_band(sv[yv == 0], sv[yv == 1], cal.threshold, data=where).to_dict()
     sha = save_checkpoint(args.out, model, replace(meta, decision_band=band))
     _record(args, train, val, sv)
     summary = {"out": str(args.out), "sha256": sha, "parameters": count_parameters(model)}

@@ -14,7 +14,7 @@ from torch import nn
 
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import GLFF, count_parameters
-from detector.training.calibration import band_metadata, calibrate
+from detector.training.calibration import calibrate, decision_band
 from detector.training.forensic_train import ForensicClassifier
 from detector.training.lofo import PEOPLE, Fold
 from detector.training.metrics import average_precision, roc_auc
@@ -190,7 +190,9 @@ def ship(model: GLFF, clf: ForensicClassifier, fitted: dict, result: dict, out: 
         getattr(model, part).load_state_dict(getattr(fusion, part).state_dict())
     yv, sv = fitted["val_labels"], fitted["val_scores"]
     cal = calibrate(yv, sv, "fpr", 0.05, data="devset val rows of every group, JPEG q90")
-    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, min_tpr=BAND_TPR, data=cal.data)
+    band = decision_band(
+        sv[yv == 0], sv[yv == 1], cal.threshold, min_tpr=BAND_TPR, data=cal.data
+    ).to_dict()
     meta = CheckpointMetadata(
         config=model.config,
         decision_band=band,
