@@ -1,4 +1,8 @@
-"""Train a study recipe on ALL generator groups and write it as a detector checkpoint.
+"""Train a study-1 recipe on ALL generator groups and write it as a detector checkpoint.
+
+This made the previous default, ``demo-mobilenet_v2`` (kept as the base of few-shot adapters),
+from the study's cached features. The current default's recipe is a tested module:
+:mod:`detector.recipes.forensic_default`.
 
 Same head, same L2 choice (validation AP) and same threshold rule (lowest threshold with at
 most 5% false positives on the validation real photos, features made like the training ones)
