@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 import torch
 
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
@@ -81,6 +83,18 @@ class RecipeConfig:
     version: str = "0.3.0"
 
 
+@dataclass(frozen=True)
+class _Fitted:
+    """What the fusion fit gives: its weight decay, the validation labels and scores (the
+    threshold and band are chosen on them) and the held-out views' scores and kinds."""
+
+    wd: float
+    val_labels: npt.NDArray[np.int64]
+    val_scores: npt.NDArray[np.float32]
+    test_scores: npt.NDArray[np.float32]
+    test_kinds: list[str]
+
+
 def _assemble(model: GLFF, clf: ForensicClassifier, fusion: Fusion) -> GLFF:
     """``model`` (its frozen global trunk) with the trained branch and fusion loaded."""
     assert model.forensic is not None
@@ -91,17 +105,16 @@ def _assemble(model: GLFF, clf: ForensicClassifier, fusion: Fusion) -> GLFF:
 
 
 def _metadata(
-    config: RecipeConfig, manifest: Path, fitted: dict[str, Any], counts: dict[str, int]
+    config: RecipeConfig, manifest: Path, fitted: _Fitted, counts: dict[str, int]
 ) -> CheckpointMetadata:
     """Threshold and band from the validation scores; what the checkpoint says of itself."""
-    yv, sv = fitted["val_labels"], fitted["val_scores"]
+    yv, sv = fitted.val_labels, fitted.val_scores
     data = f"{manifest.parent.name} val rows of every group, JPEG q90"
     cal = calibrate(yv, sv, "fpr", TARGET_FPR, data=data)
     band = decision_band(
         sv[yv == 0], sv[yv == 1], cal.threshold, max_fpr=BAND_MAX_FPR, min_tpr=BAND_TPR, data=data
     )
-    test_scores, test_kinds = fitted["test_scores"], fitted["test_kinds"]
-    rates = false_positive_rates(test_kinds, test_scores, cal.threshold)
+    rates = false_positive_rates(fitted.test_kinds, fitted.test_scores, cal.threshold)
     return CheckpointMetadata(
         config=CONFIG,
         decision_band=band.to_dict(),
@@ -117,7 +130,7 @@ def _metadata(
             "recipe": "forensic local branch from scratch + frozen ImageNet global branch",
             "script": "python -m detector.recipes.forensic_default",
             "trained": "forensic branch (patch classifier), then embed + fusion + head",
-            "fusion_wd": fitted["wd"],
+            "fusion_wd": fitted.wd,
             "calibration": cal.to_dict(),
             "val_scores": {
                 "real": [float(s) for s in sv[yv == 0]],
@@ -130,7 +143,7 @@ def _metadata(
 
 def _fit(
     parts: FoldKeys, views: Views, clf: ForensicClassifier, config: RecipeConfig
-) -> tuple[Fusion, dict[str, Any]]:
+) -> tuple[Fusion, _Fitted]:
     """The fusion fitted on the training views; validation and held-out scores."""
     feats = forensic_features(clf, views)
     arrays = {
@@ -145,13 +158,13 @@ def _fit(
     )
     with torch.no_grad():
         test_scores = torch.sigmoid(fusion(*arrays["test"])).numpy()
-    return fusion, {
-        "wd": wd,
-        "val_labels": parts.labels(parts.val),
-        "val_scores": val_scores,
-        "test_scores": test_scores,
-        "test_kinds": [view_kind(k, r) for k, r in parts.test],
-    }
+    return fusion, _Fitted(
+        wd=wd,
+        val_labels=parts.labels(parts.val),
+        val_scores=val_scores,
+        test_scores=test_scores,
+        test_kinds=[view_kind(k, r) for k, r in parts.test],
+    )
 
 
 def run(
@@ -180,7 +193,7 @@ def run(
         "held_out": meta.training["held_out"],
         "counts": counts,
         "val_scores": {
-            r["path"]: float(s) for (_, r), s in zip(parts.val, fitted["val_scores"], strict=True)
+            r["path"]: float(s) for (_, r), s in zip(parts.val, fitted.val_scores, strict=True)
         },
     }
     work.mkdir(parents=True, exist_ok=True)
@@ -196,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("manifest", type=Path, help="the devset manifest (path,label,split,...)")
     ap.add_argument("--work", type=Path, default=Path("runs/forensic-final"), help="cache folder")
     ap.add_argument("--out", type=Path, required=True, help="the checkpoint to write")
-    ap.add_argument("--steps", type=int, default=2000, help="forensic branch training steps")
+    steps = RecipeConfig().branch.steps
+    ap.add_argument("--steps", type=int, default=steps, help="forensic branch training steps")
     ap.add_argument("--every", type=int, default=1, help="keep every n-th row (smoke runs)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: as shipped)")
     args = ap.parse_args(argv)
