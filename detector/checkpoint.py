@@ -14,11 +14,11 @@ The header's ``__metadata__`` holds one key, ``"synthscan"``, whose value is a J
 Loading never unpickles: only the safetensors format is read, and a pickle or ``torch.save``
 zip is refused with :class:`CheckpointError` (use ``python -m detector convert`` for trusted
 files). ``decision_band`` (optional; written by ``python -m detector calibrate`` and
-``detector.training.calibration.band_metadata``) holds the moderator's uncertain band chosen on
-the validation data with the error rates it was chosen at; files without it get the fallback
-of ``provenance.decision``. A checkpoint whose top-level fields disagree with its ``model``
-config, or whose tensors do not match the model built from that config (names or shapes), is
-refused.
+``detector.training.calibration.decision_band(...).to_dict()``) holds the moderator's
+uncertain band chosen on the validation data with the error rates it was chosen at; files
+without it get the fallback of ``provenance.decision``. A checkpoint whose top-level fields
+disagree with its ``model`` config, or whose tensors do not match the model built from that
+config (names or shapes), is refused.
 """
 
 from __future__ import annotations

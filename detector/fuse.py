@@ -188,6 +188,16 @@ class OnnxBackbone(nn.Module):
             buffer.getvalue(), options, providers=["CPUExecutionProvider"]
         )
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> OnnxBackbone:
+        """A copy sharing the session (an ONNX Runtime session cannot be deep-copied; it holds
+        no mutable state and may run on several threads)."""
+        clone = OnnxBackbone.__new__(OnnxBackbone)
+        nn.Module.__init__(clone)
+        clone.name, clone.out_channels, clone.session = self.name, self.out_channels, self.session
+        clone.train(self.training)
+        memo[id(self)] = clone
+        return clone
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         array = np.ascontiguousarray(x.detach().float().cpu().numpy())
         (out,) = self.session.run(["features"], {"x": array})
@@ -220,9 +230,13 @@ class ChunkedBackbone(nn.Module):
 
 
 def _replace_backbones(model: nn.Module, make: Any) -> None:
+    """Replace each backbone by ``make(backbone)``, except one that already is an inference
+    copy's (the model came from :func:`inference_copy`, e.g. a ``Detector``'s)."""
     for attr in ("backbone", "local_backbone"):
         backbone = getattr(model, attr, None)
-        if isinstance(backbone, nn.Module):
+        if isinstance(backbone, nn.Module) and not isinstance(
+            backbone, (OnnxBackbone, ChunkedBackbone)
+        ):
             setattr(model, attr, make(backbone))
 
 
@@ -249,7 +263,8 @@ def inference_copy(
 
     On the CPU (``device`` None or cpu) the optimized backbones run ``cpu_chunk`` crops at a
     time (0: whole batches), the folded torch one in channels_last. ``model`` itself is left
-    exactly as it was (weights, buffers, mode).
+    exactly as it was (weights, buffers, mode). A model that already is an inference copy keeps
+    its backbones (an ONNX Runtime session is shared, not exported again).
     """
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime {runtime!r} not in {RUNTIMES}")

@@ -254,6 +254,24 @@ class KafkaBroker:
                 return int(line.split()[1]) / 1024
         return 0.0
 
+    def is_running(self) -> bool:
+        """A broker of this data directory runs (its pid file names a live process)."""
+        return self.pid_file.exists() and _alive(int(self.pid_file.read_text()), self.process)
+
+    def start_fresh(self) -> bool:
+        """The command lines' ``up``: ``False`` when a broker already runs in this data
+        directory, else start one on an emptied directory (and wait until it answers)."""
+        if self.is_running():
+            return False
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.start()
+        return True
+
+    def stop_and_remove(self) -> None:
+        """The command lines' ``down``: stop the broker and delete its data directory."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM (controlled shutdown), then SIGKILL after ``timeout_s``."""
         pid = self._pid()
@@ -333,22 +351,19 @@ def main(argv: list[str] | None = None) -> int:
         if args.action == "fetch":
             fetch_jars()
         elif args.action == "up":
-            if broker.pid_file.exists() and _alive(int(broker.pid_file.read_text()), None):
+            if not broker.start_fresh():
                 print(f"kafka already running (pid {broker.pid_file.read_text().strip()})")
                 return 0
-            shutil.rmtree(args.dir, ignore_errors=True)
-            broker.start()
             print(
                 f"kafka up at {broker.bootstrap_servers} in {broker.started_in_s:.1f}s, "
                 f"RSS {broker.rss_mib():.0f} MiB, data in {args.dir}"
             )
         elif args.action == "down":
-            broker.stop()
-            shutil.rmtree(args.dir, ignore_errors=True)
+            broker.stop_and_remove()
             print("kafka down")
         else:
-            alive = broker.pid_file.exists() and _alive(int(broker.pid_file.read_text()), None)
-            print(f"kafka {'running at ' + broker.bootstrap_servers if alive else 'not running'}")
+            running = broker.is_running()
+            print(f"kafka {'running at ' + broker.bootstrap_servers if running else 'not running'}")
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -24,13 +24,12 @@ import argparse
 import json
 import os
 import secrets
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from devkafka.broker import ROOT, BrokerError, KafkaBroker, _alive
+from devkafka.broker import ROOT, BrokerError, KafkaBroker
 from devkafka.tls import TlsFiles, make_tls
 
 __all__ = ["MECHANISM", "SecureKafkaBroker", "service_acls"]
@@ -193,15 +192,12 @@ def main(argv: list[str] | None = None) -> int:
     broker = SecureKafkaBroker(args.dir, port=args.port)
     try:
         if args.action == "down":
-            broker.stop()
-            shutil.rmtree(args.dir, ignore_errors=True)
+            broker.stop_and_remove()
             print("secure kafka down")
             return 0
-        if broker.pid_file.exists() and _alive(int(broker.pid_file.read_text()), None):
+        if not broker.start_fresh():
             print(f"secure kafka already running (pid {broker.pid_file.read_text().strip()})")
             return 0
-        shutil.rmtree(args.dir, ignore_errors=True)
-        broker.start()
         (args.dir / "admin.json").write_text(json.dumps(broker.admin_config()))
         (args.dir / "admin.json").chmod(0o600)
         print(f"secure kafka up at {broker.bootstrap_servers} in {broker.started_in_s:.1f}s")

@@ -156,7 +156,7 @@ def write_html(
         f"<h1>synthscan demo, {datetime.now(UTC):%Y-%m-%d %H:%M} UTC</h1>"
         f"<p id='summary'>{html.escape(summary(len(images), verdicts, len(dead)))}</p>"
         "<p>Each heading is the decision a moderator acts on: synthetic / uncertain / real "
-        "(README: Provenance and the decision); the label is the binary cut at the threshold. "
+        "(docs/provenance.md); the label is the binary cut at the threshold. "
         "The demo checkpoint is a small research model "
         f"(see MODEL_CARD.md), not a production detector.</p>{note}"
         f"{''.join(cards)}<h2>Dead letters</h2><ul>{letters}</ul>"

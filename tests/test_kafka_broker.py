@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
+
+from devkafka.broker import KafkaBroker, free_port
+from devkafka.broker import main as broker_main
 
 pytestmark = pytest.mark.kafka
 
@@ -77,3 +81,21 @@ def test_produce_consume_commit_and_offsets_for_times(kafka_bootstrap: str) -> N
     resumed.subscribe([topic])
     assert _consume(resumed, 3) == [b"m7", b"m8", b"m9"]
     resumed.close()
+
+
+@pytest.mark.timeout(180)
+def test_the_command_line_starts_once_and_removes_its_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``up`` on a running broker says so and starts nothing; ``down`` stops and deletes."""
+    run_dir = tmp_path / "kafka"
+    argv = ["--dir", str(run_dir), "--port", str(free_port())]
+    try:
+        assert broker_main(["up", *argv]) == 0
+        assert "kafka up at" in capsys.readouterr().out
+        assert KafkaBroker(run_dir).is_running()
+        assert broker_main(["up", *argv]) == 0
+        assert "already running" in capsys.readouterr().out
+    finally:
+        assert broker_main(["down", *argv]) == 0
+    assert not run_dir.exists() and not KafkaBroker(run_dir).is_running()

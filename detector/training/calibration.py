@@ -204,7 +204,14 @@ def decision_band(
     min_tpr: float = 0.95,
     data: str = "",
 ) -> DecisionBand:
-    """The band's edges from validation scores (see :class:`DecisionBand` for the rule)."""
+    """The band's edges from validation scores (see :class:`DecisionBand` for the rule).
+
+    Its ``to_dict()`` is the checkpoint metadata (``CheckpointMetadata.decision_band``), for
+    whoever ships a checkpoint, next to ``threshold``::
+
+        band = decision_band(val_real, val_fake, meta.threshold)
+        meta = replace(meta, decision_band=band.to_dict())
+    """
     real = np.asarray(real_scores, dtype=np.float64).ravel()
     fake = np.asarray(fake_scores, dtype=np.float64).ravel()
     pool = np.concatenate([real, fake])
@@ -231,23 +238,3 @@ def decision_band(
         crossed=crossed,
         data=data,
     )
-
-
-def band_metadata(
-    real_scores: npt.ArrayLike,
-    fake_scores: npt.ArrayLike,
-    threshold: float,
-    *,
-    max_fpr: float = 0.01,
-    min_tpr: float = 0.95,
-    data: str = "",
-) -> dict[str, Any]:
-    """The checkpoint metadata of the band (``CheckpointMetadata.decision_band``): for whoever
-    ships a checkpoint, next to ``threshold``::
-
-        meta = replace(meta, decision_band=band_metadata(val_real, val_fake, meta.threshold))
-    """
-    band = decision_band(
-        real_scores, fake_scores, threshold, max_fpr=max_fpr, min_tpr=min_tpr, data=data
-    )
-    return band.to_dict()

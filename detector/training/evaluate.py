@@ -14,7 +14,7 @@ import torch
 from detector.checkpoint import CheckpointMetadata, load_checkpoint, save_checkpoint
 from detector.model import GLFF, GlobalOnly
 from detector.training.augment import Perturb
-from detector.training.calibration import Calibration, Method, band_metadata, calibrate
+from detector.training.calibration import Calibration, Method, calibrate, decision_band
 from detector.training.datasets import Sample, SkipReport, load_samples
 from detector.training.metrics import average_precision
 from detector.training.report import Scored, write_reports
@@ -200,9 +200,9 @@ def calibrate_checkpoint(
     if skips.count:
         training["calibration"]["skipped_files"] = skips.count
     y, s = labels[ok], scores[ok]
-    band = band_metadata(
+    band = decision_band(
         s[y == 0], s[y == 1], cal.threshold, max_fpr=band_fpr, min_tpr=band_tpr, data=where
-    )
+    ).to_dict()
     new_meta = replace(meta, threshold=cal.threshold, training=training, decision_band=band)
     if half:
         model.half()

@@ -22,29 +22,11 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-GROUPS: dict[str, tuple[str, ...]] = {
-    "gan": ("stylegan3", "super-resolution (ESRGAN)", "super-resolution (BSRGAN)"),
-    "sd": (
-        "stable-diffusion-1.5",
-        "stable-diffusion-2.1",
-        "stable-diffusion-xl",
-        "stable-diffusion (version not stated)",
-        "stable-cascade",
-    ),
-    "closed": ("dall-e-2", "dall-e-3", "midjourney", "text-to-image (unnamed, modern)"),
-    "other": ("craiyon", "glide", "deepfloyd-if", "cogview2"),
-}
+from detector.training.lofo import GROUPS, read_rows
+
 HELD_OUT_REAL_FRACTION = 0.25
-CAPS = {"stable-diffusion-1.5": 80, "text-to-image (unnamed, modern)": 100}
-"""The two largest families are cut (first N by sha256, both splits) to fit the CPU budget."""
-
-
-def family_group(family: str) -> str:
-    """The LOFO group of a generator family."""
-    for group, families in GROUPS.items():
-        if family in families:
-            return group
-    raise KeyError(f"family {family!r} is in no LOFO group")
+"""Study 1's hold-out: a quarter of every real source (study 2 holds people out by source:
+:func:`detector.training.lofo.held_out_reals`)."""
 
 
 def held_out_reals(rows: list[dict[str, str]]) -> set[str]:
@@ -62,6 +44,7 @@ def held_out_reals(rows: list[dict[str, str]]) -> set[str]:
 
 
 def write(path: Path, rows: list[dict[str, str]], fields: list[str]) -> None:
+    """``rows`` as a CSV with ``fields`` and the ``group`` column."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=[*fields, "group"])
@@ -74,21 +57,8 @@ def main() -> None:
     ap.add_argument("manifest", type=Path)
     ap.add_argument("--out", type=Path, default=Path("runs/lofo"))
     args = ap.parse_args()
-    root = args.manifest.resolve().parent
-    with args.manifest.open(newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = list(reader.fieldnames or [])
-        rows = [dict(r) for r in reader]
-    kept: dict[str, int] = defaultdict(int)
-    capped = []
-    for r in sorted(rows, key=lambda r: r["sha256"]):
-        kept[r["family"]] += 1
-        if kept[r["family"]] <= CAPS.get(r["family"], len(rows)):
-            capped.append(r)
-    rows = sorted(capped, key=lambda r: r["path"])
-    for r in rows:
-        r["path"] = str(root / r["path"])
-        r["group"] = "real" if r["label"] == "0" else family_group(r["family"])
+    rows = read_rows(args.manifest)  # capped, absolute paths, with a ``group`` column
+    fields = [f for f in rows[0] if f != "group"] if rows else []
     held = held_out_reals(rows)
     study = [r for r in rows if r["label"] == "1" or r["path"] not in held]
     write(args.out / "images.csv", rows, fields)

@@ -1,4 +1,8 @@
-"""Train a study recipe on ALL generator groups and write it as a detector checkpoint.
+"""Train a study-1 recipe on ALL generator groups and write it as a detector checkpoint.
+
+This made the previous default, ``demo-mobilenet_v2`` (kept as the base of few-shot adapters),
+from the study's cached features. The current default's recipe is a tested module:
+:mod:`detector.recipes.forensic_default`.
 
 Same head, same L2 choice (validation AP) and same threshold rule (lowest threshold with at
 most 5% false positives on the validation real photos, features made like the training ones)
@@ -27,7 +31,7 @@ import torch
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import GLFF, GlobalOnly, ModelConfig, count_parameters
 from detector.representation import InputRepr
-from detector.training.calibration import Calibration, band_metadata, calibrate
+from detector.training.calibration import Calibration, calibrate, decision_band
 from detector.training.metrics import average_precision
 from scripts.generalization.study import (
     RECIPES,
@@ -188,7 +192,7 @@ def main() -> None:
     }
     model.half()
     meta = _metadata(args, cfg, cal, counts, c, val_ap)  # + the moderator's band, same scores
-    band = band_metadata(sv[yv == 0], sv[yv == 1], cal.threshold, data=where)
+    band = decision_band(sv[yv == 0], sv[yv == 1], cal.threshold, data=where).to_dict()
     sha = save_checkpoint(args.out, model, replace(meta, decision_band=band))
     _record(args, train, val, sv)
     summary = {"out": str(args.out), "sha256": sha, "parameters": count_parameters(model)}

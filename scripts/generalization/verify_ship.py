@@ -1,4 +1,4 @@
-"""Check that the shipped checkpoint, loaded by the inference engine, scores what ship.py saw.
+"""Check that a checkpoint of ``ship.py``, loaded by the inference engine, scores what it saw.
 
 Re-scores the first N validation images of ``ship.py``'s record through
 :class:`detector.engine.Detector` (fp16 weights as shipped), under the same condition the

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 import torch
 from PIL import Image
@@ -11,7 +13,7 @@ from detector.batching import collate_images
 from detector.checkpoint import CheckpointMetadata
 from detector.decode import decode_image
 from detector.engine import Detector
-from detector.fuse import fold_batchnorm, inference_copy
+from detector.fuse import OnnxBackbone, fold_batchnorm, inference_copy
 from detector.model import GLFF, ModelConfig, build_model
 from tests.detector.imaging import random_array
 
@@ -126,8 +128,26 @@ def test_forensic_glff_scores_match_across_runtimes() -> None:
     assert [p.box for p in ref[0].patches] == [p.box for p in auto[0].patches]
 
 
-def test_folding_on_one_thread_never_breaks_a_model_scoring_on_another() -> None:
-    """Issue 19: a hot reload folds the new model while the old one scores on the worker thread.
+def _fold_five_times(model: GLFF) -> nn.Module:
+    for _ in range(5):
+        folded = fold_batchnorm(model.backbone)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    return folded
+
+
+def _export_twice(model: GLFF) -> nn.Module:
+    for _ in range(2):
+        copied = inference_copy(model, "onnxruntime")
+    assert any(isinstance(m, OnnxBackbone) for m in copied.modules())
+    return copied
+
+
+@pytest.mark.parametrize("prepare", [_fold_five_times, _export_twice], ids=["fold", "onnx"])
+def test_preparing_a_model_on_one_thread_never_breaks_a_model_scoring_on_another(
+    prepare: Callable[[GLFF], nn.Module],
+) -> None:
+    """Issue 19: a hot reload prepares the new model (folds its batch norms; on CPUs the default
+    ``auto`` runtime also exports it to ONNX) while the old one scores on the worker thread.
     torch.fx tracing patched ``nn.Module.__call__`` process-wide, so the scoring thread failed
     with ``NameError('module is not installed as a submodule')``."""
     import threading
@@ -149,39 +169,7 @@ def test_folding_on_one_thread_never_breaks_a_model_scoring_on_another() -> None
     worker = threading.Thread(target=score)
     worker.start()
     try:
-        for _ in range(5):
-            folded = fold_batchnorm(incoming.backbone)
-    finally:
-        done.set()
-        worker.join(30)
-    assert errors == []
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-
-
-def test_an_onnx_export_on_one_thread_never_breaks_a_model_scoring_on_another() -> None:
-    """The default CPU runtime (``auto`` -> onnxruntime) exports the new model on the reload
-    thread while the old one scores: the export must not disturb the scoring thread."""
-    import threading
-
-    serving, incoming = _trained_like(), _trained_like()
-    x = torch.randn(1, 3, 64, 64)
-    errors: list[BaseException] = []
-    done = threading.Event()
-
-    def score() -> None:
-        while not done.is_set():
-            try:
-                with torch.inference_mode():
-                    serving.backbone(x)
-            except BaseException as exc:
-                errors.append(exc)
-                return
-
-    worker = threading.Thread(target=score)
-    worker.start()
-    try:
-        for _ in range(2):
-            inference_copy(incoming, "onnxruntime")
+        prepare(incoming)
     finally:
         done.set()
         worker.join(30)

@@ -8,7 +8,7 @@ import pytest
 from detector import CheckpointError
 from detector.checkpoint import CheckpointMetadata, load_checkpoint, read_metadata, save_checkpoint
 from detector.model import ModelConfig, build_model
-from detector.training.calibration import band_metadata, decision_band, threshold_at_fpr
+from detector.training.calibration import decision_band, threshold_at_fpr
 from tests.training.conftest import TINY
 
 
@@ -54,9 +54,9 @@ def test_edges_stay_inside_0_1_and_contain_the_threshold() -> None:
     assert band.real_below <= 0.999 <= band.synthetic_from
 
 
-def test_band_metadata_round_trips_through_a_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_band_round_trips_through_a_checkpoint(tmp_path) -> None:  # type: ignore[no-untyped-def]
     model = build_model(ModelConfig(arch="global_only", backbone=TINY, patch_strategy="none"))
-    meta = band_metadata([0.1, 0.2, 0.3], [0.6, 0.8, 0.9], 0.45, data="val")
+    meta = decision_band([0.1, 0.2, 0.3], [0.6, 0.8, 0.9], 0.45, data="val").to_dict()
     path = tmp_path / "m.safetensors"
     save_checkpoint(path, model, CheckpointMetadata(threshold=0.45, decision_band=meta))
     raw = read_metadata(path)

@@ -66,8 +66,9 @@ def test_both_widens_the_first_convolution_and_round_trips(arch: str, tmp_path: 
         ModelConfig(backbone=TINY, input_repr="fft")
 
 
+@pytest.mark.parametrize("runtime", ["torch", "onnxruntime"])
 def test_npr_checkpoint_scores_identically_in_detector_and_training_eval(
-    make_dataset: Callable[..., Path], tmp_path: Path
+    make_dataset: Callable[..., Path], tmp_path: Path, runtime: str
 ) -> None:
     root = make_dataset(groups=("g",), per_class=3)
     torch.manual_seed(0)
@@ -75,9 +76,9 @@ def test_npr_checkpoint_scores_identically_in_detector_and_training_eval(
     path = tmp_path / "npr.safetensors"
     save_checkpoint(path, build_model(cfg), CheckpointMetadata(name="npr"))
     samples = load_samples(root)
-    # torch runtime: det.model goes through score_samples' own inference copy below, and an
-    # ONNX Runtime session (the CPU default) cannot be deep-copied
-    det = Detector.from_checkpoint(path, device="cpu", runtime="torch")
+    # det.model is an inference copy; score_samples copies it again (an ONNX Runtime session,
+    # the CPU default, is shared by the copy: it cannot be deep-copied)
+    det = Detector.from_checkpoint(path, device="cpu", runtime=runtime)
     assert det.model.config.input_repr == "npr"
     from_engine = np.array([p.score for p in det.predict([s.path for s in samples])])
     from_eval, _ = score_samples(det.model, samples, batch_size=4, progress=False)
