@@ -179,6 +179,7 @@ class Service:
         if kafka.latest_verdict_topic is not None:
             self.backend.ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
         tracker = CommitTracker()
+        self.metrics.committed_offsets = tracker.committed_offsets  # the lag gauge's base
         results = CommitResults()
         consumer = self.backend.consumer(
             {
