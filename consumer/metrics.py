@@ -119,6 +119,12 @@ class Metrics:
             "Source messages whose verdict and dead letter both failed for good (not committed).",
             registry=r,
         )
+        self.output_topic_recreated = Counter(
+            "synthscan_output_topic_recreated",
+            "Times the verdict topic was found deleted and re-created (a new topic id): "
+            "verdicts acknowledged just before may be lost (consumer/output_topic.py).",
+            registry=r,
+        )
         self.stuck_partitions = Gauge(
             "synthscan_stuck_partitions",
             "Partitions held paused behind an undeliverable record (readiness fails while > 0).",

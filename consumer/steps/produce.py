@@ -17,6 +17,7 @@ from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, Wor
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics, sane_age
+from consumer.output_topic import OutputTopicWatch
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
 
@@ -85,6 +86,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
         gate: DestinationGate | None = None,
+        watch: OutputTopicWatch | None = None,
         hold: bool = False,
     ) -> None:
         self.next_step = next_step
@@ -97,6 +99,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._on_failure = on_failure
         self._on_undeliverable = on_undeliverable
         self.gate = gate if gate is not None else DestinationGate()
+        self.watch = watch
+        """Notices a deleted and re-created verdict topic (:mod:`consumer.output_topic`)."""
         self._hold = hold
         self._held: list[_Pending] = []
         self._backlog: deque[_Pending] = deque()
@@ -175,6 +179,8 @@ class ProduceStep(ProcessingStep[Outcome]):
     def poll(self) -> None:
         self._serve(0)
         self._drain()
+        if self.watch is not None:
+            self.watch.tick()
         self.next_step.poll()
 
     def join(self, timeout: float | None = None) -> None:
@@ -327,6 +333,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         if isinstance(item, WorkItem) and item.prediction is not None:
             label = item.prediction.label
             self._metrics.verdicts.labels(label=label).inc()
+            if self.watch is not None:
+                self.watch.acknowledged(record.topic, env)
             log.info(
                 "verdict",
                 event_id=item.event_id,
