@@ -11,6 +11,12 @@ acknowledged since the last check that saw the old id. When the id changes it lo
 acknowledged in that window may be lost, and their input offsets as
 ``python -m consumer replay --offsets`` ranges (the window is suspect: replay it to
 re-create those verdicts), and counts ``synthscan_output_topic_recreated_total``.
+
+Exactly-once also aborts the open transaction the first time a check finds the topic missing
+or replaced (:attr:`OutputTopicWatch.on_gone`): its deliveries to the deleted partitions
+otherwise hung until ``message.timeout.ms`` (99 s with the default transaction timeout) and
+then turned into ``output_rejected`` dead letters; aborted, the loop rewinds and produces them
+again to the new topic.
 """
 
 from __future__ import annotations
@@ -66,12 +72,16 @@ class OutputTopicWatch:
         interval_s: float = CHECK_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self.on_gone: Callable[[str], None] = lambda _reason: None
+        """Hears once when the known topic is found missing or replaced (exactly-once: the
+        open transaction aborts instead of waiting for deliveries to the old topic)."""
         self.topic = topic
         self._probe = probe
         self._recreated = recreated
         self._interval_s = interval_s
         self._clock = clock
         self._known: str | None = None
+        self._gone = False
         self._next_at = 0.0
         self._pending: Future[str | None] | None = None
         self._confirmed = _Window()
@@ -111,9 +121,14 @@ class OutputTopicWatch:
         except Exception as exc:  # unreachable cluster, timeout: check again later
             log.debug("output_topic_check_failed", topic=self.topic, error=str(exc))
             return
-        if topic_id is None:  # deleted, not (yet) re-created: the destination gate handles it
+        if topic_id is None:  # deleted, not (yet) re-created
+            if self._known is not None and not self._gone:
+                self._gone = True
+                self.on_gone(f"{self.topic}: deleted")
             return
         if self._known is not None and topic_id != self._known:
+            if not self._gone:
+                self.on_gone(f"{self.topic}: re-created")
             self._recreated.inc()
             log.warning(
                 "output_topic_recreated",
@@ -125,5 +140,5 @@ class OutputTopicWatch:
                 action="verdicts acknowledged since the last check may be missing from the "
                 "new topic; replay those input offsets to produce them again",
             )
-        self._known = topic_id
+        self._known, self._gone = topic_id, False
         self._confirmed, self._since_probe = self._since_probe, _Window()

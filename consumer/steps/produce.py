@@ -64,7 +64,8 @@ class ProduceStep(ProcessingStep[Outcome]):
     A destination error (the topic is unknown, deleted or not authorized:
     :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
     ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
-    spent, so a missing topic never turns a stream into dead letters.
+    spent, so a missing topic never turns a stream into dead letters. ``watch`` notices a
+    deleted and re-created verdict topic (:mod:`consumer.output_topic`; exactly-once aborts).
 
     With ``hold`` (exactly-once) outputs are not produced as they come: each is *held* and its
     receipt goes to the next step at once (its work is finished), and :meth:`release` produces
@@ -100,6 +101,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._on_undeliverable = on_undeliverable
         self.gate = gate if gate is not None else DestinationGate()
         self.watch = watch
+        if watch is not None and hold:  # outputs to the old topic must not commit
+            watch.on_gone = on_failure
         """Notices a deleted and re-created verdict topic (:mod:`consumer.output_topic`)."""
         self._hold = hold
         self._held: list[_Pending] = []

@@ -37,6 +37,8 @@ def test_a_new_topic_id_is_warned_about_once_with_the_window_since_the_last_chec
     topic = Topic()
     counter = Counter("recreated", "", registry=CollectorRegistry())
     watch = OutputTopicWatch("verdicts", topic.probe, counter, interval_s=2.0, clock=lambda: now[0])
+    gone: list[str] = []
+    watch.on_gone = gone.append
     watch.tick()  # first check starts
     watch.acknowledged("verdicts", _env(0))
     topic.answer()
@@ -71,6 +73,21 @@ def test_a_new_topic_id_is_warned_about_once_with_the_window_since_the_last_chec
     assert warning["may_be_lost"] == 3
     assert warning["replay_offsets"] == ["in:0:1-4", "in:1:7-8"]
     assert counter._value.get() == 1
+    assert gone == ["verdicts: deleted"]  # once: the re-creation is the same episode
+
+
+def test_a_replacement_seen_without_the_gap_is_reported_gone_too() -> None:
+    topic = Topic()
+    counter = Counter("recreated", "", registry=CollectorRegistry())
+    watch = OutputTopicWatch("verdicts", topic.probe, counter, interval_s=0.0)
+    gone: list[str] = []
+    watch.on_gone = gone.append
+    for topic_id in ("old", "old", "new", "new"):
+        topic.id = topic_id
+        watch.tick()
+        topic.answer()
+        watch.tick()
+    assert gone == ["verdicts: re-created"] and counter._value.get() == 1
 
 
 def test_without_a_probe_nothing_is_checked() -> None:
