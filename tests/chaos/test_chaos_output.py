@@ -11,8 +11,17 @@ from pathlib import Path
 
 import pytest
 import structlog
-from chaos_support import REPORT, InProcess, Ledger, Row, Stage, event_value, produce_events
-from confluent_kafka import Producer
+from chaos_support import (
+    REPORT,
+    InProcess,
+    Ledger,
+    Row,
+    Stage,
+    account,
+    event_value,
+    produce_events,
+)
+from confluent_kafka import KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient
 from kafka_support import committed, end_offsets
 
@@ -78,6 +87,16 @@ class Feeder:
         self._thread.join(30)
 
 
+def _topic_id(bootstrap: str, topic: str) -> str | None:
+    """The topic's id, None while it does not exist."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    future = admin.describe_topics(TopicCollection([topic]), request_timeout=10)[topic]
+    try:
+        return str(future.result(15).topic_id)
+    except KafkaException:
+        return None
+
+
 def _delete_verdict_topic(bootstrap: str, topic: str) -> None:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     for future in admin.delete_topics([topic], operation_timeout=30).values():
@@ -102,11 +121,15 @@ def test_deleted_verdict_topic_is_detected_and_warned_about(
         service = services.start(stage.settings())
         feeder = Feeder(stage, "d", rate=5.0)
         assert old.wait(5, 60)
+        before = _topic_id(stage.bootstrap, stage.verdicts)
         _delete_verdict_topic(stage.bootstrap, stage.verdicts)
         fault_end = time.monotonic()
-        time.sleep(8)
+        assert wait_for(
+            lambda: _topic_id(stage.bootstrap, stage.verdicts) not in (None, before), 60
+        )
+        new = Ledger(stage.bootstrap, [stage.verdicts])  # "recover": its first output
+        time.sleep(max(0.0, fault_end + 8 - time.monotonic()))
         feeder.stop()
-        new = Ledger(stage.bootstrap, [stage.verdicts])
         produced = len(feeder.ids)
         assert wait_for(lambda: _all_committed(stage, produced), 120)
         new.settle(3.0)
@@ -152,6 +175,7 @@ def test_lag_gauge_converges_after_a_broker_restart(
     keeps the committed offset it read at the last assignment (issue 19: 206 for 110 s after
     a broker restart while 440 messages were committed). The gauge follows the offsets this
     instance commits: once everything is committed it reads 0 within a few statistics ticks."""
+    began = time.monotonic()
     stage = stage_factory(True, kafka={"statistics_interval_ms": 500})
     produce_events(stage.bootstrap, stage.input, [f"l-{i}" for i in range(16)], stage.partitions)
     ledger = stage.ledger()
@@ -160,13 +184,17 @@ def test_lag_gauge_converges_after_a_broker_restart(
     chaos_broker.stop()
     time.sleep(10)  # past the session timeout: the assignment is lost, offsets fetched again
     chaos_broker.start()
+    fault_end = time.monotonic()
     produce_events(stage.bootstrap, stage.input, [f"m-{i}" for i in range(40)], stage.partitions)
     assert ledger.wait(56, 120), ledger.count()
-    ledger.close()
     assert wait_for(lambda: _all_committed(stage, 56), 60)
     gauge = "synthscan_consumer_lag_total"
     converged = wait_for(lambda: _sample(service, gauge) == 0, 15)
+    ledger.settle()
+    row = account(stage, ledger, "lag after restart", fault_end, began)
+    ledger.close()
     assert converged, f"lag gauge {_sample(service, gauge)} with every offset committed"
+    assert row.lost == 0 and row.duplicated == 0, row
     assert service.error is None
 
 
@@ -176,18 +204,24 @@ def test_two_partitions_with_a_backlog_are_served_fairly(
     """Exactly-once, 40 events in partition 0 then 40 in partition 1, produced before the
     service starts: both partitions get verdicts early (issue 19: one partition got none for
     about 130 s while the other drained). Messages are offered round-robin by partition."""
+    began = time.monotonic()
     stage = stage_factory(True)
     for partition, prefix in enumerate(("p0", "p1")):
         ids = [f"{prefix}-{i}" for i in range(40)]
         _produce_to(stage, ids, partition)
     ledger = stage.ledger()
     services.start(stage.settings())
+    started = time.monotonic()
     assert ledger.wait(80, 120), ledger.count()
-    ledger.close()
+    ledger.settle()
     order = [p for _, p, _ in sorted(ledger.arrivals)]
     first = {p: order.index(p) for p in (0, 1)}
+    later = max(first, key=lambda p: first[p])  # "recover": its first output after the start
+    row = account(stage, ledger, "fair partitions", started, began, partition=later)
+    ledger.close()
     print(f"first output of each partition at position {first} of {len(order)}")
     assert max(first.values()) < 16, first
+    assert row.lost == 0 and row.duplicated == 0, row
 
 
 def _produce_to(stage: Stage, ids: list[str], partition: int) -> None:
