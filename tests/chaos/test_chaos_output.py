@@ -135,7 +135,7 @@ def test_deleted_verdict_topic_is_detected_and_warned_about(
         new.settle(3.0)
         old.close()
         new.close()
-        assert wait_for(lambda: _sample(service, "synthscan_output_topic_recreated_total"), 30)
+        assert wait_for(lambda: _sample(service, "synthscan_output_topic_recreated_total") > 0, 30)
     warnings = [e for e in logs if e["event"] == "output_topic_recreated"]
     seen = set(old.outputs) | set(new.outputs)
     lost = len(stage.expected() - seen)
