@@ -139,6 +139,15 @@ class CommitTracker:
                 if state is not None and (state.committed is None or offset > state.committed):
                     state.committed = offset
 
+    def committed_offsets(self) -> dict[Partition, int]:
+        """The offsets committed in the current assignment of each partition (when any)."""
+        with self._lock:
+            return {
+                tp: state.committed
+                for tp, state in self._parts.items()
+                if state.committed is not None
+            }
+
     def forget_committed(self, partitions: Iterable[Partition]) -> None:
         """A commit failed: send those partitions' offsets again next time."""
         with self._lock:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
@@ -72,6 +73,8 @@ class Metrics:
             buckets=_LATENCY_BUCKETS,
             registry=r,
         )
+        self.committed_offsets: Callable[[], dict[tuple[str, int], int]] = dict
+        """Offsets this instance committed, per (topic, partition): set by the service."""
         self._flow_metrics(r)
         self.model_info = Info("synthscan_model", "The resident detector model.", registry=r)
 
@@ -116,6 +119,12 @@ class Metrics:
             "Source messages whose verdict and dead letter both failed for good (not committed).",
             registry=r,
         )
+        self.output_topic_recreated = Counter(
+            "synthscan_output_topic_recreated",
+            "Times the verdict topic was found deleted and re-created (a new topic id): "
+            "verdicts acknowledged just before may be lost (consumer/output_topic.py).",
+            registry=r,
+        )
         self.stuck_partitions = Gauge(
             "synthscan_stuck_partitions",
             "Partitions held paused behind an undeliverable record (readiness fails while > 0).",
@@ -134,18 +143,41 @@ class Metrics:
         self.model_info.info({k: str(v) for k, v in info.items()})
 
     def on_stats(self, stats_json: str) -> None:
-        """librdkafka ``stats_cb``: export per-partition consumer lag."""
+        """librdkafka ``stats_cb``: export per-partition consumer lag.
+
+        librdkafka's ``consumer_lag`` is the end offset minus the committed offset *it* knows:
+        the one read at the last assignment and those its consumer committed. Exactly-once
+        commits through the producer, so after a reassignment (a broker restart) that value
+        froze and the gauge with it (issue 19: 206 for 110 s while 440 messages committed).
+        The offsets this instance committed since (:attr:`committed_offsets`) count too.
+        """
         stats = json.loads(stats_json)
+        ours = self.committed_offsets()
         total = 0
         for topic, tstats in stats.get("topics", {}).items():
             for pid, pstats in tstats.get("partitions", {}).items():
                 if pid == "-1" or pstats.get("fetch_state") in (None, "none", "stopped"):
                     continue
-                lag = pstats.get("consumer_lag", -1)  # high watermark - committed offset
-                if isinstance(lag, int) and lag >= 0:
+                lag = _partition_lag(pstats, ours.get((topic, int(pid))))
+                if lag is not None:
                     self.consumer_lag.labels(topic=topic, partition=pid).set(lag)
                     total += lag
         self.consumer_lag_total.set(total)
+
+
+def _partition_lag(pstats: dict[str, Any], committed: int | None) -> int | None:
+    """End offset (the last stable one: the consumer reads committed) minus the committed
+    offset, the newer of librdkafka's and ``committed``; None when unknown."""
+    lag = pstats.get("consumer_lag", -1)  # end offset - librdkafka's committed offset
+    if committed is None:
+        return lag if isinstance(lag, int) and lag >= 0 else None
+    end = pstats.get("ls_offset", -1)
+    if not isinstance(end, int) or end < 0:
+        end = pstats.get("hi_offset", -1)
+    if not isinstance(end, int) or end < 0:
+        return lag if isinstance(lag, int) and lag >= 0 else None
+    ours = max(0, end - committed)
+    return min(lag, ours) if isinstance(lag, int) and lag >= 0 else ours
 
 
 class VerdictCacheMetrics:

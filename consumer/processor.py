@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 
 import structlog
 
 from consumer.backpressure import Backpressure
+from consumer.carried import CarriedMessages
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.health import HealthState
 from consumer.items import Envelope
@@ -93,7 +93,7 @@ class StreamProcessor:
         self._revoke_drain_s = revoke_drain_s
         self._next_due = next_due
         self._undeliverable = undeliverable or Undeliverable()
-        self._carried: deque[Envelope] = deque()
+        self._carried = CarriedMessages()  # offered round-robin by partition
         self._closing = False
         self._stuck: set[Partition] = set()
 
@@ -147,11 +147,12 @@ class StreamProcessor:
         return _IDLE_TIMEOUT_S if due is None else min(_IDLE_TIMEOUT_S, due)
 
     def _offer_carried(self) -> None:
-        """Submit carried messages in order until the pipeline rejects one."""
+        """Submit carried messages until the pipeline rejects one: in order within a
+        partition, partitions in turn (a backlog in one does not starve the others)."""
         while self._carried:
-            env = self._carried[0]
+            env = self._carried.peek()
             if not self._tracker.is_current(env.tp, env.epoch):  # revoked since consumed
-                self._carried.popleft()
+                self._carried.pop()
                 continue
             if self._commit.barrier or not self._backpressure.admits(self._tracker.in_flight()):
                 self._reject()
@@ -160,7 +161,7 @@ class StreamProcessor:
                 self._start_over(env)
                 continue
             self._head.submit(env)
-            self._carried.popleft()
+            self._carried.pop()
             self._tracker.register(env.tp, env.offset)
             self._metrics.events_in.labels(topic=env.topic).inc()
 
@@ -293,8 +294,7 @@ class StreamProcessor:
         )
 
     def _drop_carried(self, tps: list[Partition]) -> None:
-        gone = set(tps)
-        self._carried = deque(env for env in self._carried if env.tp not in gone)
+        self._carried.drop(tps)
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -32,11 +32,13 @@ from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.access import access_error
+from consumer.kafka.admin import topic_id_probe
 from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
 from consumer.kafka.config import consumer_config, producer_config
 from consumer.metrics import Metrics
 from consumer.model_reload import reloader_for
+from consumer.output_topic import OutputTopicWatch
 from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
 from consumer.processor import StreamProcessor, Undeliverable
 from consumer.records import RecordFactory
@@ -176,6 +178,7 @@ class Service:
         if kafka.latest_verdict_topic is not None:
             self.backend.ensure_compacted_topic(producer_config(kafka), kafka.latest_verdict_topic)
         tracker = CommitTracker()
+        self.metrics.committed_offsets = tracker.committed_offsets  # the lag gauge's base
         results = CommitResults()
         consumer = self.backend.consumer(
             {
@@ -243,11 +246,20 @@ class Service:
             on_failure=commit.on_failure,
             on_undeliverable=undeliverable.report,
             gate=DestinationGate(lambda ok: setattr(self.health, "output_ok", ok)),
+            watch=self._output_topic_watch(),
             hold=kafka.exactly_once,
         )
         if isinstance(commit, TransactionalCommitStep):
             commit.output = produce  # releases held outputs at each commit
         return produce
+
+    def _output_topic_watch(self) -> OutputTopicWatch:
+        """Watches the verdict topic's id (Kafka only: the in-memory broker has none)."""
+        kafka = self.settings.kafka
+        probe = None
+        if isinstance(self.backend, KafkaBackend):
+            probe = topic_id_probe(producer_config(kafka))
+        return OutputTopicWatch(kafka.verdict_topic, probe, self.metrics.output_topic_recreated)
 
     def _pipeline(
         self,

@@ -9,13 +9,15 @@ by reading the topic into a table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from concurrent.futures import Future
 from typing import Any
 
 import structlog
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicCollection
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
-__all__ = ["COMPACTED_CONFIG", "ensure_compacted_topic", "ensure_topics"]
+__all__ = ["COMPACTED_CONFIG", "ensure_compacted_topic", "ensure_topics", "topic_id_probe"]
 
 log = structlog.get_logger("consumer.kafka.admin")
 
@@ -65,6 +67,34 @@ def ensure_topics(client_conf: dict[str, Any], topics: list[str], timeout_s: flo
         _create(admin, [n for n in missing if n.topic not in existing], timeout_s)
     except KafkaException as exc:
         raise ValueError(f"cannot create output topics {topics}: {exc}") from exc
+
+
+def topic_id_probe(
+    client_conf: dict[str, Any], timeout_s: float = 5.0
+) -> Callable[[str], Future[str | None]]:
+    """A function that starts reading a topic's id (``describe_topics``) without waiting: its
+    future gives the id, or None when the topic does not exist (one admin client for all)."""
+    admin = _admin(client_conf)
+
+    def probe(topic: str) -> Future[str | None]:
+        found: Future[str | None] = Future()
+        described = admin.describe_topics(TopicCollection([topic]), request_timeout=timeout_s)[
+            topic
+        ]
+
+        def settle(done: Future[Any]) -> None:
+            try:
+                found.set_result(str(done.result().topic_id))
+            except KafkaException as exc:
+                if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    found.set_result(None)
+                else:
+                    found.set_exception(exc)
+
+        described.add_done_callback(settle)
+        return found
+
+    return probe
 
 
 def _compacted(topic: str, partitions: int, replication_factor: int) -> NewTopic:

@@ -17,6 +17,7 @@ from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, Wor
 from consumer.kafka import KafkaError, KafkaException
 from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics, sane_age
+from consumer.output_topic import OutputTopicWatch
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep, remaining
 
@@ -63,7 +64,8 @@ class ProduceStep(ProcessingStep[Outcome]):
     A destination error (the topic is unknown, deleted or not authorized:
     :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
     ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
-    spent, so a missing topic never turns a stream into dead letters.
+    spent, so a missing topic never turns a stream into dead letters. ``watch`` notices a
+    deleted and re-created verdict topic (:mod:`consumer.output_topic`; exactly-once aborts).
 
     With ``hold`` (exactly-once) outputs are not produced as they come: each is *held* and its
     receipt goes to the next step at once (its work is finished), and :meth:`release` produces
@@ -85,6 +87,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
         gate: DestinationGate | None = None,
+        watch: OutputTopicWatch | None = None,
         hold: bool = False,
     ) -> None:
         self.next_step = next_step
@@ -97,6 +100,10 @@ class ProduceStep(ProcessingStep[Outcome]):
         self._on_failure = on_failure
         self._on_undeliverable = on_undeliverable
         self.gate = gate if gate is not None else DestinationGate()
+        self.watch = watch
+        if watch is not None and hold:  # outputs to the old topic must not commit
+            watch.on_gone = on_failure
+        """Notices a deleted and re-created verdict topic (:mod:`consumer.output_topic`)."""
         self._hold = hold
         self._held: list[_Pending] = []
         self._backlog: deque[_Pending] = deque()
@@ -175,6 +182,8 @@ class ProduceStep(ProcessingStep[Outcome]):
     def poll(self) -> None:
         self._serve(0)
         self._drain()
+        if self.watch is not None:
+            self.watch.tick()
         self.next_step.poll()
 
     def join(self, timeout: float | None = None) -> None:
@@ -327,6 +336,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         if isinstance(item, WorkItem) and item.prediction is not None:
             label = item.prediction.label
             self._metrics.verdicts.labels(label=label).inc()
+            if self.watch is not None:
+                self.watch.acknowledged(record.topic, env)
             log.info(
                 "verdict",
                 event_id=item.event_id,

@@ -197,16 +197,19 @@ def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
     proc, consumer, sink, commit, _bp = make(limit=3)
     proc._revoke_drain_s = 0.05
     assign(consumer, ("t", 0), ("t", 1))
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(4)] + [FakeMessage("t", 1, 0)]
-    proc.run_once()
-    assert len(sink.items) == 3 and len(proc._carried) == 2
-    commit.submit(Delivered(sink.items[0], 0.0))  # t[0]@0 done, @1 and @2 still in flight
+    consumer.queue = [FakeMessage("t", 0, i) for i in range(4)] + [
+        FakeMessage("t", 1, i) for i in range(2)
+    ]
+    proc.run_once()  # admitted round-robin: t[0]@0, t[1]@0, t[0]@1
+    assert [(e.partition, e.offset) for e in sink.items] == [(0, 0), (1, 0), (0, 1)]
+    assert len(proc._carried) == 3
+    commit.submit(Delivered(sink.items[0], 0.0))  # t[0]@0 done, @1 still in flight
     consumer.callbacks["on_revoke"](consumer, [TopicPartition("t", 0)])
     assert consumer.commits[-1] == [("t", 0, 1)]
-    assert [(env.partition, env.offset) for env in proc._carried] == [(1, 0)]
+    assert [(env.partition, env.offset) for env in proc._carried] == [(1, 1)]
     assert consumer.assigned == [("t", 1)]
-    commit.submit(Delivered(sink.items[1], 0.0))  # late receipt of a revoked partition
-    assert proc._tracker.committable() == {}
+    commit.submit(Delivered(sink.items[2], 0.0))  # late receipt of a revoked partition
+    assert ("t", 0) not in proc._tracker.committable()
 
 
 def test_pause_state_is_applied_after_a_lost_assignment_comes_back() -> None:
@@ -281,7 +284,7 @@ def test_offsets_that_start_over_reset_the_partition_instead_of_stopping() -> No
     consumer.queue = [FakeMessage("t", 0, o) for o in (296, 297)] + [FakeMessage("t", 1, 5)]
     proc.run_once()
     old = list(sink.items)
-    assert [e.offset for e in old] == [296, 297, 5]
+    assert [e.offset for e in old] == [296, 5, 297]  # partitions take turns
     commit.submit(Delivered(old[0], 0.0))  # 296 done, 297 still in flight
     consumer.queue = [FakeMessage("t", 0, o) for o in (0, 1)]  # the re-created topic
     proc.run_once()  # dropped, and the partition assigned again at offset 0
@@ -292,6 +295,6 @@ def test_offsets_that_start_over_reset_the_partition_instead_of_stopping() -> No
     assert [(e.partition, e.offset) for e in sink.items[3:]] == [(0, 0), (0, 1)]
     for env in sink.items[3:]:
         commit.submit(Delivered(env, 0.0))
-    commit.submit(Delivered(old[1], 0.0))  # late: the old incarnation's, ignored
+    commit.submit(Delivered(old[2], 0.0))  # late: the old incarnation's, ignored
     assert commit.commit_sync()[("t", 0)] == 2
     assert proc._tracker.in_flight([("t", 1)]) == 1  # the other partition is untouched
