@@ -81,7 +81,7 @@ def test_a_header_name_that_is_not_utf8_becomes_a_dead_letter_not_a_crash(
 _READ_ALL = """
 import sys
 from confluent_kafka import Consumer
-from consumer.kafka.messages import to_envelope
+from consumer.kafka.convert import consumed
 bootstrap, topic, expected = sys.argv[1], sys.argv[2], int(sys.argv[3])
 c = Consumer({"bootstrap.servers": bootstrap, "group.id": "warm", "auto.offset.reset": "earliest"})
 c.subscribe([topic])
@@ -90,10 +90,10 @@ while seen < expected:
     msg = c.poll(10)
     if msg is None or msg.error():
         continue
-    envelope = to_envelope(msg, epoch=0)
+    record = consumed(msg)
     seen += 1
-    if envelope.header_error is not None:
-        print("poison", envelope.offset, envelope.header_error, flush=True)
+    if record.header_error is not None:
+        print("poison", record.offset, record.header_error, flush=True)
 c.close()
 print("read", seen)
 """

@@ -14,7 +14,7 @@ from consumer_support import encode, image_event
 from kafka_support import image_bytes
 
 from consumer import Service, ServiceSettings
-from consumer.kafka import KafkaError
+from consumer.kafka import ErrorCode as BrokerCode
 from consumer.kafka.memory import MemoryBackend, MemoryBroker
 from detector import Detector
 from schemas import ErrorCode, decode_dead_letter, decode_verdict
@@ -88,10 +88,10 @@ def test_verdicts_dead_letters_and_commits_without_a_broker(
     running()
     _until(lambda: len(broker.records("verdicts")) + len(broker.records("dlq")) >= 9)
     _until(lambda: _all_committed(broker))
-    verdicts = [decode_verdict(m.value(), m.headers()) for m in broker.records("verdicts")]
+    verdicts = [decode_verdict(m.value, m.headers) for m in broker.records("verdicts")]
     assert sorted(v.event_id for v in verdicts) == sorted(ids)
     assert all(v.label == ("synthetic" if v.score >= v.threshold else "real") for v in verdicts)
-    dead = [decode_dead_letter(m.value(), m.headers()) for m in broker.records("dlq")]
+    dead = [decode_dead_letter(m.value, m.headers) for m in broker.records("dlq")]
     codes = {(d.original.key or b"").decode(): d.code for d in dead}
     assert codes == {
         "tiny": ErrorCode.UNSUPPORTED_MEDIA,
@@ -108,7 +108,7 @@ def test_refused_verdicts_become_output_rejected_dead_letters(
     running()
     _until(lambda: len(broker.records("dlq")) >= 6)
     _until(lambda: _all_committed(broker))
-    dead = [decode_dead_letter(m.value(), m.headers()) for m in broker.records("dlq")]
+    dead = [decode_dead_letter(m.value, m.headers) for m in broker.records("dlq")]
     rejected = [d for d in dead if d.code == ErrorCode.OUTPUT_REJECTED]
     assert len(rejected) == 3 and all("verdict not delivered" in d.message for d in rejected)
 
@@ -118,7 +118,7 @@ def test_unauthorized_verdict_topic_holds_output_unready_until_allowed(
 ) -> None:
     """Issue 19: a destination error is not the record's fault: no dead letter, nothing
     committed, not ready; output resumes by itself when the topic can be written again."""
-    broker.refuse("verdicts", code=KafkaError.TOPIC_AUTHORIZATION_FAILED)
+    broker.refuse("verdicts", code=BrokerCode.TOPIC_AUTHORIZATION_FAILED)
     ids = [f"ok{i}" for i in range(4)]
     for i, eid in enumerate(ids):
         value, headers = encode(image_event(eid, data=image_bytes(i)))
@@ -132,7 +132,7 @@ def test_unauthorized_verdict_topic_holds_output_unready_until_allowed(
     assert all(offset == 0 for offset in broker.committed("g").values())
     broker.allow("verdicts")
     _until(lambda: _all_committed(broker))
-    verdicts = [decode_verdict(m.value(), m.headers()) for m in broker.records("verdicts")]
+    verdicts = [decode_verdict(m.value, m.headers) for m in broker.records("verdicts")]
     assert sorted(v.event_id for v in verdicts) == ids
     assert broker.records("dlq") == []
     _until(service.health.ready)
