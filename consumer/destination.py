@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from consumer.kafka import BrokerError, ErrorCode
+from consumer.kafka import BrokerCode, BrokerError
 
 __all__ = ["DESTINATION_ERRORS", "DestinationGate", "is_destination_error"]
 
@@ -27,10 +27,10 @@ log = structlog.get_logger("consumer.destination")
 
 DESTINATION_ERRORS = frozenset(
     {
-        ErrorCode.UNKNOWN_TOPIC,
-        ErrorCode.UNKNOWN_TOPIC_OR_PART,
-        ErrorCode.TOPIC_AUTHORIZATION_FAILED,
-        ErrorCode.UNKNOWN_PARTITION,
+        BrokerCode.UNKNOWN_TOPIC,
+        BrokerCode.UNKNOWN_TOPIC_OR_PART,
+        BrokerCode.TOPIC_AUTHORIZATION_FAILED,
+        BrokerCode.UNKNOWN_PARTITION,
     }
 )
 """Error codes that say the topic cannot be written at all (whatever the record)."""

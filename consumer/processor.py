@@ -21,7 +21,7 @@ from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.health import HealthState
 from consumer.items import Envelope
-from consumer.kafka import BrokerError, ErrorCode, PartitionOffset
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ConsumerClient
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
@@ -230,7 +230,7 @@ class StreamProcessor:
         self._metrics.stuck_partitions.set(len(self._stuck))
 
     def _on_consume_error(self, err: BrokerError) -> None:
-        if err.code == ErrorCode.PARTITION_EOF:
+        if err.code == BrokerCode.PARTITION_EOF:
             return
         if err.fatal:
             raise err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from consumer.kafka import BrokerError, ErrorCode
+from consumer.kafka import BrokerCode, BrokerError
 from consumer.kafka.kafka_clients import KafkaConsumer
 from schemas import DEAD_LETTER_EVENT_TYPE, DeadLetter, Verdict, decode_dead_letter, decode_verdict
 
@@ -55,7 +55,7 @@ def tail(
         while (count is None or seen < count) and time.monotonic() - last < timeout_s:
             for msg in consumer.consume(1, 0.2):
                 if isinstance(msg, BrokerError):
-                    if msg.code != ErrorCode.PARTITION_EOF:
+                    if msg.code != BrokerCode.PARTITION_EOF:
                         print(f"error: {msg}", flush=True)
                     continue
                 if msg.header_error is not None:  # a header name that is not UTF-8

@@ -3,7 +3,7 @@ none of the client library's objects leaves it.
 
 - :mod:`~consumer.kafka.types`: what the rest of the service sees of Kafka, our own small
   types (re-exported here): :class:`PartitionOffset`, :class:`ConsumedRecord`,
-  :class:`BrokerError` with its :class:`ErrorCode`, the offset constants;
+  :class:`BrokerError` with its :class:`BrokerCode`, the offset constants;
 - :mod:`~consumer.kafka.clients`: the small client protocols the pipeline depends on, the
   commit results and the producer handle;
 - :mod:`~consumer.kafka.kafka_clients`: the real clients behind those protocols, and
@@ -20,9 +20,9 @@ from consumer.kafka.types import (
     OFFSET_BEGINNING,
     OFFSET_END,
     OFFSET_INVALID,
+    BrokerCode,
     BrokerError,
     ConsumedRecord,
-    ErrorCode,
     Headers,
     PartitionOffset,
 )
@@ -31,9 +31,9 @@ __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
     "OFFSET_INVALID",
+    "BrokerCode",
     "BrokerError",
     "ConsumedRecord",
-    "ErrorCode",
     "Headers",
     "PartitionOffset",
 ]

@@ -35,7 +35,7 @@ from confluent_kafka.admin import AclOperation, AdminClient
 
 from consumer.errors import KafkaAccessError
 from consumer.kafka.config import instance_id
-from consumer.kafka.types import BrokerError, ErrorCode
+from consumer.kafka.types import BrokerCode, BrokerError
 from consumer.settings import KafkaSettings
 
 __all__ = ["access_error", "check_access"]
@@ -43,10 +43,10 @@ __all__ = ["access_error", "check_access"]
 log = structlog.get_logger("consumer.kafka.access")
 
 _AUTHORIZATION = {
-    ErrorCode.TOPIC_AUTHORIZATION_FAILED: "topic",
-    ErrorCode.GROUP_AUTHORIZATION_FAILED: "consumer group",
-    ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
-    ErrorCode.CLUSTER_AUTHORIZATION_FAILED: "cluster",
+    BrokerCode.TOPIC_AUTHORIZATION_FAILED: "topic",
+    BrokerCode.GROUP_AUTHORIZATION_FAILED: "consumer group",
+    BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
+    BrokerCode.CLUSTER_AUTHORIZATION_FAILED: "cluster",
 }
 
 
@@ -79,8 +79,8 @@ def access_error(error: BrokerError, settings: KafkaSettings) -> KafkaAccessErro
     """The access error an authorization failure raised by a client means, else None."""
     if error.code not in _AUTHORIZATION:
         return None
-    kind = _AUTHORIZATION[ErrorCode(error.code)]
-    if error.code == ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    kind = _AUTHORIZATION[BrokerCode(error.code)]
+    if error.code == BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
         kind += f" {settings.transactional_id_prefix + instance_id(settings)!r}"
     user = settings.sasl_username or _user(settings.librdkafka)
     return KafkaAccessError(

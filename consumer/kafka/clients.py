@@ -9,7 +9,7 @@ from typing import Any, Literal, Protocol, overload
 
 import structlog
 
-from consumer.kafka.types import BrokerError, ConsumedRecord, ErrorCode, PartitionOffset
+from consumer.kafka.types import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
 
 __all__ = [
     "CommitResults",
@@ -106,7 +106,7 @@ class CommitResults:
 
     def on_commit(self, err: BrokerError | None, partitions: list[PartitionOffset]) -> None:
         failed = [(tp.topic, tp.partition) for tp in partitions if tp.error is not None]
-        if err is not None and err.code != ErrorCode.NO_OFFSET:
+        if err is not None and err.code != BrokerCode.NO_OFFSET:
             failed = [(tp.topic, tp.partition) for tp in partitions]
             log.warning("commit_failed", error=str(err))
         self._failed += failed

@@ -27,9 +27,9 @@ from consumer.kafka.types import (
     OFFSET_BEGINNING,
     OFFSET_END,
     OFFSET_INVALID,
+    BrokerCode,
     BrokerError,
     ConsumedRecord,
-    ErrorCode,
     PartitionOffset,
 )
 
@@ -52,7 +52,7 @@ class MemoryBroker:
         with self._lock:
             self._logs.setdefault(topic, [[] for _ in range(partitions or self.partitions)])
 
-    def refuse(self, topic: str, code: str = ErrorCode.MSG_SIZE_TOO_LARGE) -> None:
+    def refuse(self, topic: str, code: str = BrokerCode.MSG_SIZE_TOO_LARGE) -> None:
         """Every later delivery to ``topic`` fails with the non-retriable ``code``."""
         self._refused[topic] = BrokerError(code, "refused by the in-memory broker")
 

@@ -7,7 +7,7 @@ into these at the boundary, and :mod:`consumer.kafka.memory` makes them directly
   results);
 - :class:`ConsumedRecord`: a consumed record, its headers already read;
 - :class:`BrokerError`: every client error, raised or reported (a callback's ``err``, a
-  consume error such as the end of a partition), named by its :class:`ErrorCode`;
+  consume error such as the end of a partition), named by its :class:`BrokerCode`;
 - the offset constants (librdkafka's logical offsets).
 """
 
@@ -20,9 +20,9 @@ __all__ = [
     "OFFSET_BEGINNING",
     "OFFSET_END",
     "OFFSET_INVALID",
+    "BrokerCode",
     "BrokerError",
     "ConsumedRecord",
-    "ErrorCode",
     "Headers",
     "PartitionOffset",
 ]
@@ -38,7 +38,7 @@ Headers = tuple[tuple[str, bytes | None], ...]
 """Record headers: (name, value) pairs, names decoded as UTF-8."""
 
 
-class ErrorCode(StrEnum):
+class BrokerCode(StrEnum):
     """The error codes the service acts on, by librdkafka's names (a :class:`BrokerError`
     may carry any other name: it is compared against these)."""
 
@@ -85,7 +85,7 @@ class BrokerError(Exception):
         offset: int | None = None,
     ) -> None:
         self.code = code
-        """librdkafka's name of the error (compare with :class:`ErrorCode`)."""
+        """librdkafka's name of the error (compare with :class:`BrokerCode`)."""
         self.reason = reason or code
         self.retriable = retriable
         self.fatal = fatal

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.kafka import BrokerError, ErrorCode, PartitionOffset
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.config import reader_config
 from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.replay.output import read_jsonl
@@ -90,7 +90,7 @@ def _verdicts(
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
                 if isinstance(msg, BrokerError):
-                    if msg.code == ErrorCode.PARTITION_EOF:
+                    if msg.code == BrokerCode.PARTITION_EOF:
                         todo.discard(int(msg.partition or 0))
                     continue
                 if msg.offset + 1 >= ends[msg.partition][1]:

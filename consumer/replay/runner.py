@@ -23,7 +23,7 @@ import structlog
 
 from consumer.commit_tracker import CommitTracker
 from consumer.items import Delivered
-from consumer.kafka import BrokerError, ConsumedRecord, ErrorCode, PartitionOffset
+from consumer.kafka import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
 from consumer.kafka.config import replay_consumer_config
 from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.kafka.messages import to_envelope
@@ -230,7 +230,7 @@ class ReplayRunner:
         skip: set[Any],
     ) -> None:
         if isinstance(msg, BrokerError):
-            if msg.code == ErrorCode.PARTITION_EOF:  # the end at start is <= this
+            if msg.code == BrokerCode.PARTITION_EOF:  # the end at start is <= this
                 self._close_range(consumer, (str(msg.topic), int(msg.partition or 0)), open_ranges)
             elif msg.fatal:
                 raise msg

@@ -11,7 +11,7 @@ import structlog
 
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
-from consumer.kafka import BrokerError, ErrorCode, PartitionOffset
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import CommitResults, ConsumerClient
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
@@ -22,16 +22,16 @@ log = structlog.get_logger("consumer.commit")
 
 # Commit errors that mean "not ours any more / try later", never a reason to stop.
 _BENIGN = {
-    ErrorCode.NO_OFFSET,
-    ErrorCode.STATE,
-    ErrorCode.UNKNOWN_PARTITION,
-    ErrorCode.WAIT_COORD,
-    ErrorCode.ILLEGAL_GENERATION,
-    ErrorCode.UNKNOWN_MEMBER_ID,
-    ErrorCode.REBALANCE_IN_PROGRESS,
-    ErrorCode.NOT_COORDINATOR,
-    ErrorCode.COORDINATOR_NOT_AVAILABLE,
-    ErrorCode.ASSIGNMENT_LOST,
+    BrokerCode.NO_OFFSET,
+    BrokerCode.STATE,
+    BrokerCode.UNKNOWN_PARTITION,
+    BrokerCode.WAIT_COORD,
+    BrokerCode.ILLEGAL_GENERATION,
+    BrokerCode.UNKNOWN_MEMBER_ID,
+    BrokerCode.REBALANCE_IN_PROGRESS,
+    BrokerCode.NOT_COORDINATOR,
+    BrokerCode.COORDINATOR_NOT_AVAILABLE,
+    BrokerCode.ASSIGNMENT_LOST,
 }
 
 

@@ -14,7 +14,7 @@ import structlog
 from consumer.destination import DestinationGate, is_destination_error
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
-from consumer.kafka import BrokerError, ErrorCode, PartitionOffset
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics, sane_age
 from consumer.records import RecordBuilder, output_record
@@ -358,7 +358,7 @@ def _coords(env: Envelope) -> tuple[str, int, int]:
 def _transaction_state(error: BrokerError) -> bool:
     """The producer refuses because of its transaction state, not because of the record."""
     return (
-        error.code in (ErrorCode.STATE, ErrorCode.FENCED, ErrorCode.FATAL)
+        error.code in (BrokerCode.STATE, BrokerCode.FENCED, BrokerCode.FATAL)
         or error.fatal
         or error.txn_requires_abort
     )

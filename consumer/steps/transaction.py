@@ -43,8 +43,8 @@ from consumer.items import Delivered
 from consumer.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
+    BrokerCode,
     BrokerError,
-    ErrorCode,
     PartitionOffset,
 )
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerHandle
@@ -319,8 +319,8 @@ class TransactionalCommitStep(CommitStep):
 def _fenced(error: BrokerError) -> bool:
     """A newer instance with the same ``transactional.id`` took over: stop, do not replace."""
     return error.code in (
-        ErrorCode.FENCED,
-        ErrorCode.PRODUCER_FENCED,
-        ErrorCode.INVALID_PRODUCER_EPOCH,
-        ErrorCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+        BrokerCode.FENCED,
+        BrokerCode.PRODUCER_FENCED,
+        BrokerCode.INVALID_PRODUCER_EPOCH,
+        BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
     )

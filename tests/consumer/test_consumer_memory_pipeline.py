@@ -15,7 +15,7 @@ from consumer_support import encode, image_event
 from kafka_support import image_bytes
 
 from consumer import Service, ServiceSettings
-from consumer.kafka import ErrorCode as BrokerCode
+from consumer.kafka import BrokerCode
 from consumer.kafka.memory import MemoryBackend, MemoryBroker
 from detector import Detector
 from schemas import decode_verdict

@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 
 from consumer.destination import BACKOFF_MAX_S, DestinationGate, is_destination_error
-from consumer.kafka import BrokerError, ErrorCode
+from consumer.kafka import BrokerCode, BrokerError
 
 
 class FakeProducer:
@@ -20,10 +20,10 @@ class FakeProducer:
 
 
 def test_destination_errors_are_the_topics_not_the_records() -> None:
-    assert is_destination_error(BrokerError(ErrorCode.UNKNOWN_TOPIC_OR_PART))
-    assert is_destination_error(BrokerError(ErrorCode.TOPIC_AUTHORIZATION_FAILED))
-    assert is_destination_error(BrokerError(ErrorCode.UNKNOWN_TOPIC))
-    assert not is_destination_error(BrokerError(ErrorCode.MSG_SIZE_TOO_LARGE))
+    assert is_destination_error(BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
+    assert is_destination_error(BrokerError(BrokerCode.TOPIC_AUTHORIZATION_FAILED))
+    assert is_destination_error(BrokerError(BrokerCode.UNKNOWN_TOPIC))
+    assert not is_destination_error(BrokerError(BrokerCode.MSG_SIZE_TOO_LARGE))
 
 
 def test_gate_backs_off_and_reports_each_state_change_once() -> None:
@@ -32,8 +32,8 @@ def test_gate_backs_off_and_reports_each_state_change_once() -> None:
     gate = DestinationGate(changes.append, clock=lambda: now[0])
     producer = FakeProducer()
     assert gate.open(producer) and producer.probes == 0
-    gate.fault("verdicts", BrokerError(ErrorCode.UNKNOWN_TOPIC_OR_PART))
-    gate.fault("verdicts", BrokerError(ErrorCode.UNKNOWN_TOPIC_OR_PART))
+    gate.fault("verdicts", BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
+    gate.fault("verdicts", BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
     assert changes == [False] and gate.blocked
     probed_at = []
     while now[0] < 200:

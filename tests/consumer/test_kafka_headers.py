@@ -12,7 +12,7 @@ from confluent_kafka import KafkaError, Message
 
 from consumer.kafka.convert import consumed
 from consumer.kafka.headers import HeaderError, read_headers
-from consumer.kafka.types import BrokerError, ConsumedRecord, ErrorCode
+from consumer.kafka.types import BrokerCode, BrokerError, ConsumedRecord
 
 _new_tuple = ctypes.pythonapi.PyTuple_New
 _new_tuple.restype = ctypes.py_object
@@ -73,7 +73,7 @@ def test_a_consumed_message_becomes_our_record_or_our_error() -> None:
     eof = consumed(Message(topic="t", partition=1, offset=8, error=KafkaError(-191)))
     assert isinstance(eof, BrokerError)
     assert (eof.code, eof.partition, eof.offset, eof.fatal) == (
-        ErrorCode.PARTITION_EOF,
+        BrokerCode.PARTITION_EOF,
         1,
         8,
         False,

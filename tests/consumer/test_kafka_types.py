@@ -7,12 +7,12 @@ import confluent_kafka
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 
-from consumer.kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, BrokerError, ErrorCode
+from consumer.kafka import OFFSET_BEGINNING, OFFSET_END, OFFSET_INVALID, BrokerCode, BrokerError
 from consumer.kafka.convert import translated
 
 
 def test_every_error_code_is_a_name_of_the_client() -> None:
-    assert {c.value for c in ErrorCode if not hasattr(KafkaError, c.value)} == set()
+    assert {c.value for c in BrokerCode if not hasattr(KafkaError, c.value)} == set()
 
 
 def test_offset_constants_are_the_clients() -> None:
@@ -29,7 +29,7 @@ def test_a_client_exception_is_raised_as_our_error_with_its_flags() -> None:
         raise KafkaException(fenced)
     error = info.value
     assert (error.code, error.reason, error.fatal, error.retriable) == (
-        ErrorCode.FENCED,
+        BrokerCode.FENCED,
         "fenced",
         True,
         False,
