@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from consumer.kafka import KafkaError
+from consumer.kafka import BrokerCode, BrokerError
 
 __all__ = ["DESTINATION_ERRORS", "DestinationGate", "is_destination_error"]
 
@@ -27,10 +27,10 @@ log = structlog.get_logger("consumer.destination")
 
 DESTINATION_ERRORS = frozenset(
     {
-        KafkaError._UNKNOWN_TOPIC,
-        KafkaError.UNKNOWN_TOPIC_OR_PART,
-        KafkaError.TOPIC_AUTHORIZATION_FAILED,
-        KafkaError._UNKNOWN_PARTITION,
+        BrokerCode.UNKNOWN_TOPIC,
+        BrokerCode.UNKNOWN_TOPIC_OR_PART,
+        BrokerCode.TOPIC_AUTHORIZATION_FAILED,
+        BrokerCode.UNKNOWN_PARTITION,
     }
 )
 """Error codes that say the topic cannot be written at all (whatever the record)."""
@@ -40,8 +40,8 @@ BACKOFF_MAX_S = 30.0
 PROBE_TIMEOUT_S = 2.0
 
 
-def is_destination_error(error: KafkaError) -> bool:
-    return error.code() in DESTINATION_ERRORS
+def is_destination_error(error: BrokerError) -> bool:
+    return error.code in DESTINATION_ERRORS
 
 
 class DestinationGate:
@@ -70,12 +70,12 @@ class DestinationGate:
     def blocked(self) -> bool:
         return bool(self._blocked)
 
-    def fault(self, topic: str, error: KafkaError) -> None:
+    def fault(self, topic: str, error: BrokerError) -> None:
         """``topic`` refused a record because of the topic itself: hold all output."""
         if topic in self._blocked:
             return
         first = not self._blocked
-        self._blocked[topic] = error.str()
+        self._blocked[topic] = error.reason
         if first:
             self._since = self._clock()
             self._backoff = BACKOFF_MIN_S
@@ -85,14 +85,14 @@ class DestinationGate:
         log.error(
             "output_destination_unavailable",
             topic=topic,
-            error=error.str(),
-            code=error.name(),
+            error=error.reason,
+            code=error.code,
             retry_in_s=round(self._retry_at - self._clock(), 1),
         )
 
     def open(self, producer: Any) -> bool:
         """Whether output may flow: when held and the back-off is spent, probe the held
-        topics' metadata on ``producer`` (``list_topics``; a producer without it is assumed
+        topics' metadata on ``producer`` (``partitions_of``; a producer without it is assumed
         to be able to tell by producing again)."""
         if not self._blocked:
             return True
@@ -112,12 +112,10 @@ class DestinationGate:
 
 
 def _writable(producer: Any, topic: str) -> bool:
-    list_topics = getattr(producer, "list_topics", None)
-    if list_topics is None:
+    partitions_of = getattr(producer, "partitions_of", None)
+    if partitions_of is None:
         return True
     try:
-        metadata = list_topics(topic, timeout=PROBE_TIMEOUT_S)
+        return bool(partitions_of(topic, timeout=PROBE_TIMEOUT_S))
     except Exception:  # the cluster cannot be reached: still held
         return False
-    found = metadata.topics.get(topic)
-    return found is not None and found.error is None and bool(found.partitions)

@@ -21,7 +21,7 @@ from consumer.carried import CarriedMessages
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.health import HealthState
 from consumer.items import Envelope
-from consumer.kafka import KafkaError, KafkaException, TopicPartition
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ConsumerClient
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
@@ -120,12 +120,11 @@ class StreamProcessor:
         self._health.beat()
         self._offer_carried()
         for msg in self._consumer.consume(self._consume_batch, self._poll_timeout()):
-            err = msg.error()
-            if err is not None:
-                self._on_consume_error(err)
+            if isinstance(msg, BrokerError):
+                self._on_consume_error(msg)
                 continue
             try:
-                epoch = self._tracker.epoch((msg.topic() or "", msg.partition() or 0))
+                epoch = self._tracker.epoch((msg.topic, msg.partition))
             except KeyError:  # not (or no longer) assigned: it will be fetched again
                 continue
             self._carried.append(to_envelope(msg, epoch))
@@ -182,9 +181,9 @@ class StreamProcessor:
         )
         self._drop_carried([env.tp])
         self._tracker.restart(env.tp)
-        tp = TopicPartition(env.topic, env.partition)
+        tp = PartitionOffset(env.topic, env.partition)
         self._consumer.incremental_unassign([tp])
-        self._consumer.incremental_assign([TopicPartition(env.topic, env.partition, env.offset)])
+        self._consumer.incremental_assign([PartitionOffset(env.topic, env.partition, env.offset)])
         self._apply_pause([tp])
 
     def _reject(self) -> None:
@@ -201,7 +200,7 @@ class StreamProcessor:
             in_flight=self._tracker.in_flight(),
         )
 
-    def _apply_pause(self, partitions: list[TopicPartition]) -> None:
+    def _apply_pause(self, partitions: list[PartitionOffset]) -> None:
         """Make librdkafka's pause flag of ``partitions`` what the loop believes it is."""
         stop = [
             self._backpressure.paused or (p.topic, p.partition) in self._stuck for p in partitions
@@ -223,7 +222,7 @@ class StreamProcessor:
         if env.tp in self._stuck or not self._tracker.is_current(env.tp, env.epoch):
             return
         self._stuck.add(env.tp)
-        self._consumer.pause([TopicPartition(env.topic, env.partition)])
+        self._consumer.pause([PartitionOffset(env.topic, env.partition)])
         self._drop_carried([env.tp])
         self._update_stuck()
 
@@ -231,23 +230,23 @@ class StreamProcessor:
         self._health.stuck_partitions = len(self._stuck)
         self._metrics.stuck_partitions.set(len(self._stuck))
 
-    def _on_consume_error(self, err: KafkaError) -> None:
-        if err.code() == KafkaError._PARTITION_EOF:
+    def _on_consume_error(self, err: BrokerError) -> None:
+        if err.code == BrokerCode.PARTITION_EOF:
             return
-        if err.fatal():
-            raise KafkaException(err)
-        log.warning("consume_error", error=str(err), retriable=err.retriable())
+        if err.fatal:
+            raise err
+        log.warning("consume_error", error=str(err), retriable=err.retriable)
 
     # -- rebalance callbacks (run inside consume(), on the loop thread) -------------------
 
-    def _on_assign(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
+    def _on_assign(self, consumer: ConsumerClient, partitions: list[PartitionOffset]) -> None:
         self._tracker.assign(_tps(partitions))
         consumer.incremental_assign(partitions)
         # librdkafka may keep a pause flag from an earlier (lost) assignment: set it explicitly.
         self._apply_pause(consumer.assignment())
         self._after_rebalance("assign", partitions)
 
-    def _on_revoke(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
+    def _on_revoke(self, consumer: ConsumerClient, partitions: list[PartitionOffset]) -> None:
         tps = _tps(partitions)
         self._drop_carried(tps)
         if not self._closing:
@@ -255,11 +254,11 @@ class StreamProcessor:
             self._drain(drain, time.monotonic() + self._revoke_drain_s)
         try:
             self._commit.commit_sync(tps)
-        except KafkaException as exc:  # the generation may already be gone
+        except BrokerError as exc:  # the generation may already be gone
             log.warning("revoke_commit_failed", error=str(exc))
         self._forget(consumer, partitions, "revoke")
 
-    def _on_lost(self, consumer: ConsumerClient, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, consumer: ConsumerClient, partitions: list[PartitionOffset]) -> None:
         self._drop_carried(_tps(partitions))
         self._forget(consumer, partitions, "lost")
         self._commit.on_lost()  # exactly-once: abort the open transaction and rewind
@@ -272,7 +271,7 @@ class StreamProcessor:
             time.sleep(_BUSY_TIMEOUT_S)
 
     def _forget(
-        self, consumer: ConsumerClient, partitions: list[TopicPartition], kind: str
+        self, consumer: ConsumerClient, partitions: list[PartitionOffset], kind: str
     ) -> None:
         dropped = self._tracker.revoke(_tps(partitions))
         self._stuck.difference_update(_tps(partitions))  # the next owner tries again
@@ -281,7 +280,7 @@ class StreamProcessor:
         consumer.incremental_unassign(partitions)
         self._after_rebalance(kind, partitions, dropped=dropped)
 
-    def _after_rebalance(self, kind: str, partitions: list[TopicPartition], **extra: int) -> None:
+    def _after_rebalance(self, kind: str, partitions: list[PartitionOffset], **extra: int) -> None:
         assigned = len(self._tracker.assigned())
         self._health.assigned = assigned
         self._metrics.assigned.set(assigned)
@@ -317,5 +316,5 @@ class StreamProcessor:
         log.info("closed", seconds=round(time.monotonic() - began, 3), left_in_flight=left)
 
 
-def _tps(partitions: list[TopicPartition]) -> list[Partition]:
+def _tps(partitions: list[PartitionOffset]) -> list[Partition]:
     return [(p.topic, p.partition) for p in partitions]

@@ -30,7 +30,7 @@ from consumer.commit_tracker import CommitTracker
 from consumer.destination import DestinationGate
 from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
-from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka import BrokerError
 from consumer.kafka.access import access_error
 from consumer.kafka.admin import topic_id_probe
 from consumer.kafka.backend import Backend, KafkaBackend
@@ -95,7 +95,7 @@ class Service:
             self.backend.check_access(self.settings.kafka)  # before a long model load
             detector = self._load_detector()
             self._run_pipeline(detector)
-        except KafkaException as exc:  # a refusal after the check (transactional id, ...)
+        except BrokerError as exc:  # a refusal after the check (transactional id, ...)
             denied = access_error(exc, self.settings.kafka)
             self.error = denied or exc
             if denied is None:
@@ -310,17 +310,17 @@ class Service:
 
     # -- callbacks ---------------------------------------------------------------------------
 
-    def _on_client_error(self, err: KafkaError) -> None:
-        if err.fatal():
+    def _on_client_error(self, err: BrokerError) -> None:
+        if err.fatal:
             log.error("kafka_fatal_error", error=str(err))
             self._stop.set()
         else:
             log.warning("kafka_error", error=str(err))
 
-    def _on_producer_error(self, err: KafkaError) -> None:
+    def _on_producer_error(self, err: BrokerError) -> None:
         """Transactional producer: a fatal error surfaces in the next transactional call, where
         the commit step replaces the producer (or stops the service when it was fenced)."""
-        level = logging.ERROR if err.fatal() else logging.WARNING
+        level = logging.ERROR if err.fatal else logging.WARNING
         log.log(level, "kafka_producer_error", error=str(err))
 
     def _install_signal_handlers(self) -> None:
@@ -354,5 +354,5 @@ def _close_producer(producer: ProducerClient) -> None:
             log.warning("unflushed_records", count=left)
         else:
             producer.close()
-    except KafkaException as exc:  # a producer in a fatal state
-        log.warning("producer_close_failed", error=str(exc.args[0]))
+    except BrokerError as exc:  # a producer in a fatal state
+        log.warning("producer_close_failed", error=str(exc))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 
-from consumer.kafka import Consumer, HeaderError, KafkaError, read_headers
+from consumer.kafka import BrokerCode, BrokerError
+from consumer.kafka.kafka_clients import KafkaConsumer
 from schemas import DEAD_LETTER_EVENT_TYPE, DeadLetter, Verdict, decode_dead_letter, decode_verdict
 
 __all__ = ["format_record", "tail"]
@@ -39,7 +40,7 @@ def tail(
     from_beginning: bool = True,
 ) -> int:
     """Print records of ``topic`` (read_committed, a throw-away group); return an exit code."""
-    consumer = Consumer(
+    consumer = KafkaConsumer(
         {
             "bootstrap.servers": bootstrap_servers,
             "group.id": f"synthscan-tail-{uuid.uuid4()}",
@@ -52,28 +53,27 @@ def tail(
     seen, last = 0, time.monotonic()
     try:
         while (count is None or seen < count) and time.monotonic() - last < timeout_s:
-            msg = consumer.poll(0.2)
-            if msg is None:
-                continue
-            err = msg.error()
-            if err is not None:
-                if err.code() != KafkaError._PARTITION_EOF:
-                    print(f"error: {err}", flush=True)
-                continue
-            try:
-                headers = list(read_headers(msg))
-            except HeaderError as exc:  # a header name that is not UTF-8
-                print(f"error: undecodable headers at offset {msg.offset()}: {exc}", flush=True)
-                continue
-            ce_type = (dict(headers).get("ce_type") or b"").decode("utf-8", "replace")
-            record: Verdict | DeadLetter
-            if ce_type == DEAD_LETTER_EVENT_TYPE:
-                record = decode_dead_letter(msg.value(), headers)
-            else:
-                record = decode_verdict(msg.value(), headers)
-            print(format_record(record), flush=True)
-            seen += 1
-            last = time.monotonic()
+            for msg in consumer.consume(1, 0.2):
+                if isinstance(msg, BrokerError):
+                    if msg.code != BrokerCode.PARTITION_EOF:
+                        print(f"error: {msg}", flush=True)
+                    continue
+                if msg.header_error is not None:  # a header name that is not UTF-8
+                    print(
+                        f"error: undecodable headers at offset {msg.offset}: {msg.header_error}",
+                        flush=True,
+                    )
+                    continue
+                headers = list(msg.headers)
+                ce_type = (dict(headers).get("ce_type") or b"").decode("utf-8", "replace")
+                record: Verdict | DeadLetter
+                if ce_type == DEAD_LETTER_EVENT_TYPE:
+                    record = decode_dead_letter(msg.value, headers)
+                else:
+                    record = decode_verdict(msg.value, headers)
+                print(format_record(record), flush=True)
+                seen += 1
+                last = time.monotonic()
     finally:
         consumer.close()
     return 0 if count is None or seen >= count else 1

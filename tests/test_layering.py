@@ -4,9 +4,12 @@ cycles and no imports going up inside a package."""
 from __future__ import annotations
 
 import ast
+import importlib
+import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = ("consumer", "confluent_kafka", "schemas")
@@ -181,3 +184,78 @@ def test_no_imports_going_up_inside_a_package() -> None:
         if name.startswith(target + ".")
     )
     assert up == []
+
+
+def _public_names(module: ModuleType) -> dict[str, object]:
+    """A package: every name it holds (listed or not); a module: its ``__all__``."""
+    if hasattr(module, "__path__") or not hasattr(module, "__all__"):
+        names = [n for n in vars(module) if not n.startswith("_")]
+    else:
+        names = list(module.__all__)
+    return {name: getattr(module, name) for name in names}
+
+
+def test_the_kafka_seam_hands_out_none_of_the_clients_objects() -> None:
+    """Names, not only imports: nothing in ``consumer.kafka`` or public in its modules (their
+    ``__all__``) is an object of ``confluent_kafka`` (a re-export would let any module reach
+    the client's types without importing it)."""
+    import consumer.kafka
+
+    modules = [consumer.kafka] + [
+        importlib.import_module(m.name)
+        for m in pkgutil.iter_modules(consumer.kafka.__path__, "consumer.kafka.")
+    ]
+    offenders = sorted(
+        f"{module.__name__}.{name}"
+        for module in modules
+        for name, value in _public_names(module).items()
+        if str(getattr(value, "__module__", "") or "").startswith("confluent_kafka")
+    )
+    assert offenders == []
+
+
+def _defined_in(module: str, name: str, modules: dict[str, Path]) -> str:
+    """The module that defines ``name`` reached as ``module.name``, following re-exports
+    (``from x import name``) through our modules; a foreign module ends the walk."""
+    path = modules.get(module)
+    if path is None:
+        return module
+    if f"{module}.{name}" in modules:  # a submodule
+        return f"{module}.{name}"
+    for node in ast.parse(path.read_text(), filename=str(path)).body:
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _defined_in(node.module, alias.name, modules)
+    return module
+
+
+def test_modules_outside_the_seam_import_only_its_own_names() -> None:
+    """Every ``from consumer.kafka... import X`` outside ``consumer/kafka/`` gets an X that a
+    module of ``consumer/kafka/`` defines (ours, not the client library's)."""
+    modules = _modules()
+    kafka = ROOT / "consumer" / "kafka"
+    offenders = []
+    for path in (ROOT / "consumer").rglob("*.py"):
+        if kafka in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if not isinstance(node, ast.ImportFrom) or node.level or not node.module:
+                continue
+            if node.module.split(".")[:2] != ["consumer", "kafka"]:
+                continue
+            for alias in node.names:
+                owner = _defined_in(node.module, alias.name, modules)
+                if not owner.startswith("consumer.kafka"):
+                    offenders.append(f"{path.relative_to(ROOT)}: {alias.name} from {owner}")
+    assert offenders == []
+
+
+def test_the_name_check_sees_a_re_export(tmp_path: Path) -> None:
+    """What the seam had before issue 21: ``from confluent_kafka import KafkaError`` in
+    ``consumer/kafka/__init__.py``, imported from there by a service module."""
+    init = tmp_path / "init.py"
+    init.write_text("from confluent_kafka import KafkaError\nfrom consumer.kafka.types import X\n")
+    modules = {"consumer.kafka": init, "consumer.kafka.types": ROOT / "consumer/kafka/types.py"}
+    assert _defined_in("consumer.kafka", "KafkaError", modules) == "confluent_kafka"
+    assert _defined_in("consumer.kafka", "X", modules) == "consumer.kafka.types"

@@ -35,6 +35,7 @@ from confluent_kafka.admin import AclOperation, AdminClient
 
 from consumer.errors import KafkaAccessError
 from consumer.kafka.config import instance_id
+from consumer.kafka.types import BrokerCode, BrokerError
 from consumer.settings import KafkaSettings
 
 __all__ = ["access_error", "check_access"]
@@ -42,10 +43,10 @@ __all__ = ["access_error", "check_access"]
 log = structlog.get_logger("consumer.kafka.access")
 
 _AUTHORIZATION = {
-    KafkaError.TOPIC_AUTHORIZATION_FAILED: "topic",
-    KafkaError.GROUP_AUTHORIZATION_FAILED: "consumer group",
-    KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
-    KafkaError.CLUSTER_AUTHORIZATION_FAILED: "cluster",
+    BrokerCode.TOPIC_AUTHORIZATION_FAILED: "topic",
+    BrokerCode.GROUP_AUTHORIZATION_FAILED: "consumer group",
+    BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED: "transactional id",
+    BrokerCode.CLUSTER_AUTHORIZATION_FAILED: "cluster",
 }
 
 
@@ -74,18 +75,17 @@ def check_access(settings: KafkaSettings, conf: dict[str, Any]) -> None:
     _check_group(admin, settings.group_id, _user(conf), deadline)
 
 
-def access_error(exc: KafkaException, settings: KafkaSettings) -> KafkaAccessError | None:
+def access_error(error: BrokerError, settings: KafkaSettings) -> KafkaAccessError | None:
     """The access error an authorization failure raised by a client means, else None."""
-    error = exc.args[0] if exc.args else None
-    if not isinstance(error, KafkaError) or error.code() not in _AUTHORIZATION:
+    if error.code not in _AUTHORIZATION:
         return None
-    kind = _AUTHORIZATION[error.code()]
-    if error.code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+    kind = _AUTHORIZATION[BrokerCode(error.code)]
+    if error.code == BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
         kind += f" {settings.transactional_id_prefix + instance_id(settings)!r}"
     user = settings.sasl_username or _user(settings.librdkafka)
     return KafkaAccessError(
         f"Kafka authorization failed: {_who(user)} was refused on a {kind} "
-        f"({error.str()}); grant the ACL (docs/deploy.md, Kafka security)"
+        f"({error.reason}); grant the ACL (docs/deploy.md, Kafka security)"
     )
 
 

@@ -61,9 +61,9 @@ def ensure_topics(client_conf: dict[str, Any], topics: list[str], timeout_s: flo
         ValueError: a topic could not be created.
     """
     admin = _admin(client_conf)
-    existing = admin.list_topics(timeout=timeout_s).topics
     missing = [NewTopic(t, num_partitions=-1, replication_factor=-1) for t in topics]
     try:
+        existing = admin.list_topics(timeout=timeout_s).topics
         _create(admin, [n for n in missing if n.topic not in existing], timeout_s)
     except KafkaException as exc:
         raise ValueError(f"cannot create output topics {topics}: {exc}") from exc

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from confluent_kafka import Consumer, Producer
-
 from consumer.kafka.access import check_access
 from consumer.kafka.admin import ensure_compacted_topic
 from consumer.kafka.clients import ConsumerClient, ProducerClient
 from consumer.kafka.config import common_config
+from consumer.kafka.convert import translated
+from consumer.kafka.kafka_clients import KafkaConsumer, KafkaProducer
 from consumer.settings import KafkaSettings
 
 __all__ = ["Backend", "KafkaBackend"]
@@ -30,16 +30,17 @@ class Backend(Protocol):
 
 
 class KafkaBackend:
-    """The real clients (``confluent_kafka``)."""
+    """The real clients (``confluent_kafka``, behind :mod:`consumer.kafka.kafka_clients`)."""
 
-    def consumer(self, conf: dict[str, Any]) -> ConsumerClient:
-        return Consumer(conf)
+    def consumer(self, conf: dict[str, Any]) -> KafkaConsumer:
+        return KafkaConsumer(conf)
 
-    def producer(self, conf: dict[str, Any]) -> ProducerClient:
-        return Producer(conf)
+    def producer(self, conf: dict[str, Any]) -> KafkaProducer:
+        return KafkaProducer(conf)
 
     def ensure_compacted_topic(self, conf: dict[str, Any], topic: str) -> None:
-        ensure_compacted_topic(conf, topic)
+        with translated():  # e.g. no ACL to create it: a BrokerError the service explains
+            ensure_compacted_topic(conf, topic)
 
     def check_access(self, settings: KafkaSettings) -> None:
         check_access(settings, common_config(settings))

@@ -1,6 +1,6 @@
-"""What the pipeline needs of a Kafka client: two small protocols (implemented by
-``confluent_kafka``'s clients and by :mod:`consumer.kafka.memory`), the commit results that
-arrive through a callback, and the handle on the (replaceable) producer."""
+"""What the pipeline needs of a Kafka client: two small protocols in the seam's own types
+(implemented by :mod:`consumer.kafka.kafka_clients` and by :mod:`consumer.kafka.memory`), the
+commit results that arrive through a callback, and the handle on the (replaceable) producer."""
 
 from __future__ import annotations
 
@@ -8,14 +8,24 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, overload
 
 import structlog
-from confluent_kafka import KafkaError, Message, TopicPartition
 
-__all__ = ["CommitResults", "ConsumerClient", "ProducerClient", "ProducerHandle"]
+from consumer.kafka.types import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
+
+__all__ = [
+    "CommitResults",
+    "ConsumerClient",
+    "DeliveryCallback",
+    "ProducerClient",
+    "ProducerHandle",
+    "RebalanceCallback",
+]
 
 log = structlog.get_logger("consumer.kafka")
 
-RebalanceCallback = Callable[[Any, list[TopicPartition]], None]
-DeliveryCallback = Callable[[KafkaError | None, Any], None]
+RebalanceCallback = Callable[[Any, list[PartitionOffset]], None]
+"""``(consumer, partitions)``: the consumer is the one subscribed (ours, not the client's)."""
+DeliveryCallback = Callable[[BrokerError | None, PartitionOffset | None], None]
+"""``(error, where)``: where the record was written, or the error that refused it."""
 
 
 class ConsumerClient(Protocol):
@@ -29,33 +39,35 @@ class ConsumerClient(Protocol):
         on_lost: RebalanceCallback | None = None,
     ) -> None: ...
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]: ...
+    def consume(
+        self, num_messages: int = 1, timeout: float = -1
+    ) -> list[ConsumedRecord | BrokerError]: ...
 
-    def assignment(self) -> list[TopicPartition]: ...
+    def assignment(self) -> list[PartitionOffset]: ...
 
-    def incremental_assign(self, partitions: list[TopicPartition]) -> None: ...
+    def incremental_assign(self, partitions: list[PartitionOffset]) -> None: ...
 
-    def incremental_unassign(self, partitions: list[TopicPartition]) -> None: ...
+    def incremental_unassign(self, partitions: list[PartitionOffset]) -> None: ...
 
-    def pause(self, partitions: list[TopicPartition]) -> None: ...
+    def pause(self, partitions: list[PartitionOffset]) -> None: ...
 
-    def resume(self, partitions: list[TopicPartition]) -> None: ...
+    def resume(self, partitions: list[PartitionOffset]) -> None: ...
 
     @overload
     def commit(
-        self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = ...
+        self, *, offsets: list[PartitionOffset], asynchronous: Literal[True] = ...
     ) -> None: ...
 
     @overload
     def commit(
-        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
-    ) -> list[TopicPartition]: ...
+        self, *, offsets: list[PartitionOffset], asynchronous: Literal[False]
+    ) -> list[PartitionOffset]: ...
 
     def committed(
-        self, partitions: list[TopicPartition], timeout: float = -1
-    ) -> list[TopicPartition]: ...
+        self, partitions: list[PartitionOffset], timeout: float = -1
+    ) -> list[PartitionOffset]: ...
 
-    def seek(self, partition: TopicPartition) -> None: ...
+    def seek(self, partition: PartitionOffset) -> None: ...
 
     def consumer_group_metadata(self) -> Any: ...
 
@@ -71,10 +83,8 @@ class ProducerClient(Protocol):
         value: str | bytes | None = None,
         key: str | bytes | None = None,
         partition: int = -1,
-        callback: DeliveryCallback | None = None,
         on_delivery: DeliveryCallback | None = None,
-        timestamp: int = 0,
-        headers: Any = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float = -1) -> int: ...
@@ -94,9 +104,9 @@ class CommitResults:
     def __init__(self) -> None:
         self._failed: list[tuple[str, int]] = []
 
-    def on_commit(self, err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    def on_commit(self, err: BrokerError | None, partitions: list[PartitionOffset]) -> None:
         failed = [(tp.topic, tp.partition) for tp in partitions if tp.error is not None]
-        if err is not None and err.code() != KafkaError._NO_OFFSET:
+        if err is not None and err.code != BrokerCode.NO_OFFSET:
             failed = [(tp.topic, tp.partition) for tp in partitions]
             log.warning("commit_failed", error=str(err))
         self._failed += failed

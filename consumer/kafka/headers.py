@@ -22,13 +22,12 @@ import ctypes
 import operator
 from typing import TYPE_CHECKING
 
+from consumer.kafka.types import Headers
+
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
 __all__ = ["HeaderError", "Headers", "read_headers"]
-
-Headers = tuple[tuple[str, bytes | None], ...]
-"""Kafka record headers: (name, value) pairs, names decoded as UTF-8."""
 
 
 _checked_headers = operator.methodcaller("headers")

@@ -22,16 +22,16 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal, overload
 
-from confluent_kafka import (
+from consumer.kafka.clients import DeliveryCallback, RebalanceCallback
+from consumer.kafka.types import (
     OFFSET_BEGINNING,
     OFFSET_END,
     OFFSET_INVALID,
-    KafkaError,
-    Message,
-    TopicPartition,
+    BrokerCode,
+    BrokerError,
+    ConsumedRecord,
+    PartitionOffset,
 )
-
-from consumer.kafka.clients import DeliveryCallback, RebalanceCallback
 
 __all__ = ["MemoryBackend", "MemoryBroker", "MemoryConsumer", "MemoryProducer"]
 
@@ -44,17 +44,17 @@ class MemoryBroker:
     def __init__(self, partitions: int = 1) -> None:
         self.partitions = partitions
         self._lock = threading.Lock()
-        self._logs: dict[str, list[list[Message]]] = {}
+        self._logs: dict[str, list[list[ConsumedRecord]]] = {}
         self._committed: dict[str, dict[Partition, int]] = {}
-        self._refused: dict[str, KafkaError] = {}
+        self._refused: dict[str, BrokerError] = {}
 
     def create_topic(self, topic: str, partitions: int | None = None) -> None:
         with self._lock:
             self._logs.setdefault(topic, [[] for _ in range(partitions or self.partitions)])
 
-    def refuse(self, topic: str, code: int = KafkaError.MSG_SIZE_TOO_LARGE) -> None:
+    def refuse(self, topic: str, code: str = BrokerCode.MSG_SIZE_TOO_LARGE) -> None:
         """Every later delivery to ``topic`` fails with the non-retriable ``code``."""
-        self._refused[topic] = KafkaError(code, "refused by the in-memory broker")
+        self._refused[topic] = BrokerError(code, "refused by the in-memory broker")
 
     def allow(self, topic: str) -> None:
         """Lift :meth:`refuse`: later deliveries to ``topic`` succeed."""
@@ -67,7 +67,7 @@ class MemoryBroker:
         key: bytes | None = None,
         headers: list[tuple[str, bytes | None]] | None = None,
         partition: int = -1,
-    ) -> Message | KafkaError:
+    ) -> ConsumedRecord | BrokerError:
         """Append one record (the partition from the key when not given); the stored message,
         or the error when ``topic`` refuses records."""
         self.create_topic(topic)
@@ -77,24 +77,24 @@ class MemoryBroker:
             log = self._logs[topic]
             if partition < 0:
                 partition = zlib.crc32(key) % len(log) if key else 0
-            msg = Message(
+            msg = ConsumedRecord(
                 topic=topic,
                 partition=partition,
                 offset=len(log[partition]),
                 key=key,
                 value=value,
-                headers=list(headers) if headers else None,
-                timestamp=(1, int(time.time() * 1000)),
+                headers=tuple(headers or ()),
+                timestamp_ms=int(time.time() * 1000),
             )
             log[partition].append(msg)
             return msg
 
-    def records(self, topic: str) -> list[Message]:
+    def records(self, topic: str) -> list[ConsumedRecord]:
         """Every record of ``topic``, partition by partition."""
         with self._lock:
             return [m for part in self._logs.get(topic, []) for m in part]
 
-    def fetch(self, tp: Partition, offset: int, limit: int) -> list[Message]:
+    def fetch(self, tp: Partition, offset: int, limit: int) -> list[ConsumedRecord]:
         with self._lock:
             log = self._logs.get(tp[0])
             return [] if log is None else log[tp[1]][offset : offset + limit]
@@ -123,7 +123,7 @@ class MemoryConsumer:
     def __init__(self, broker: MemoryBroker, conf: dict[str, Any]) -> None:
         self._broker = broker
         self._group = str(conf.get("group.id", "memory"))
-        self._on_commit: Callable[[KafkaError | None, list[TopicPartition]], None] | None = (
+        self._on_commit: Callable[[BrokerError | None, list[PartitionOffset]], None] | None = (
             conf.get("on_commit")
         )
         self._latest = conf.get("auto.offset.reset") == "latest"
@@ -143,12 +143,14 @@ class MemoryConsumer:
         self._topics = list(topics)
         self._callbacks = {"assign": on_assign, "revoke": on_revoke, "lost": on_lost}
 
-    def consume(self, num_messages: int = 1, timeout: float = -1) -> list[Message]:
+    def consume(
+        self, num_messages: int = 1, timeout: float = -1
+    ) -> list[ConsumedRecord | BrokerError]:
         if not self._joined and self._topics:
             self._joined = True
             tps = [_tp(tp) for topic in self._topics for tp in self._broker.partitions_of(topic)]
             self._rebalance("assign", tps, self.incremental_assign)
-        out: list[Message] = []
+        out: list[ConsumedRecord | BrokerError] = []
         for tp, position in list(self._positions.items()):
             if tp in self._paused or len(out) >= num_messages:
                 continue
@@ -159,43 +161,43 @@ class MemoryConsumer:
             time.sleep(min(timeout, 0.005))
         return out
 
-    def revoke(self, partitions: list[TopicPartition]) -> None:
+    def revoke(self, partitions: list[PartitionOffset]) -> None:
         """A rebalance takes ``partitions`` away (the test drives it)."""
         self._rebalance("revoke", partitions, self.incremental_unassign)
 
-    def assignment(self) -> list[TopicPartition]:
+    def assignment(self) -> list[PartitionOffset]:
         return [_tp(tp) for tp in self._positions]
 
-    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+    def incremental_assign(self, partitions: list[PartitionOffset]) -> None:
         committed = self._broker.committed(self._group)
         for p in partitions:
             tp = (p.topic, p.partition)
             start = self._broker.end_offset(tp) if self._latest else 0
             self._positions[tp] = committed.get(tp, start)
 
-    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+    def incremental_unassign(self, partitions: list[PartitionOffset]) -> None:
         for p in partitions:
             self._positions.pop((p.topic, p.partition), None)
 
-    def pause(self, partitions: list[TopicPartition]) -> None:
+    def pause(self, partitions: list[PartitionOffset]) -> None:
         self._paused |= {(p.topic, p.partition) for p in partitions}
 
-    def resume(self, partitions: list[TopicPartition]) -> None:
+    def resume(self, partitions: list[PartitionOffset]) -> None:
         self._paused -= {(p.topic, p.partition) for p in partitions}
 
     @overload
     def commit(
-        self, *, offsets: list[TopicPartition], asynchronous: Literal[True] = ...
+        self, *, offsets: list[PartitionOffset], asynchronous: Literal[True] = ...
     ) -> None: ...
 
     @overload
     def commit(
-        self, *, offsets: list[TopicPartition], asynchronous: Literal[False]
-    ) -> list[TopicPartition]: ...
+        self, *, offsets: list[PartitionOffset], asynchronous: Literal[False]
+    ) -> list[PartitionOffset]: ...
 
     def commit(
-        self, *, offsets: list[TopicPartition], asynchronous: bool = True
-    ) -> list[TopicPartition] | None:
+        self, *, offsets: list[PartitionOffset], asynchronous: bool = True
+    ) -> list[PartitionOffset] | None:
         self._broker.commit(self._group, {(o.topic, o.partition): o.offset for o in offsets})
         if asynchronous:
             if self._on_commit is not None:
@@ -204,15 +206,15 @@ class MemoryConsumer:
         return offsets
 
     def committed(
-        self, partitions: list[TopicPartition], timeout: float = -1
-    ) -> list[TopicPartition]:
+        self, partitions: list[PartitionOffset], timeout: float = -1
+    ) -> list[PartitionOffset]:
         done = self._broker.committed(self._group)
         return [
-            TopicPartition(p.topic, p.partition, done.get((p.topic, p.partition), OFFSET_INVALID))
+            PartitionOffset(p.topic, p.partition, done.get((p.topic, p.partition), OFFSET_INVALID))
             for p in partitions
         ]
 
-    def seek(self, partition: TopicPartition) -> None:
+    def seek(self, partition: PartitionOffset) -> None:
         tp = (partition.topic, partition.partition)
         offset = partition.offset
         if offset == OFFSET_BEGINNING:
@@ -231,7 +233,7 @@ class MemoryConsumer:
         self._joined = False
 
     def _rebalance(
-        self, kind: str, partitions: list[TopicPartition], default: Callable[..., None]
+        self, kind: str, partitions: list[PartitionOffset], default: Callable[..., None]
     ) -> None:
         callback = self._callbacks.get(kind)
         if callback is not None:
@@ -245,7 +247,9 @@ class MemoryProducer:
 
     def __init__(self, broker: MemoryBroker, conf: dict[str, Any] | None = None) -> None:
         self._broker = broker
-        self._reports: deque[tuple[DeliveryCallback, KafkaError | None, Message | None]] = deque()
+        self._reports: deque[
+            tuple[DeliveryCallback, BrokerError | None, PartitionOffset | None]
+        ] = deque()
 
     def produce(
         self,
@@ -253,18 +257,16 @@ class MemoryProducer:
         value: str | bytes | None = None,
         key: str | bytes | None = None,
         partition: int = -1,
-        callback: DeliveryCallback | None = None,
         on_delivery: DeliveryCallback | None = None,
-        timestamp: int = 0,
-        headers: Any = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
     ) -> None:
         result = self._broker.append(topic, _bytes(value), _bytes(key), headers, partition)
-        report = on_delivery or callback
-        if report is not None:
-            if isinstance(result, KafkaError):
-                self._reports.append((report, result, None))
+        if on_delivery is not None:
+            if isinstance(result, BrokerError):
+                self._reports.append((on_delivery, result, None))
             else:
-                self._reports.append((report, None, result))
+                where = PartitionOffset(result.topic, result.partition, result.offset)
+                self._reports.append((on_delivery, None, where))
 
     def poll(self, timeout: float = -1) -> int:
         served = 0
@@ -308,8 +310,8 @@ class MemoryBackend:
         """The in-memory broker has no security: nothing to check."""
 
 
-def _tp(tp: Partition) -> TopicPartition:
-    return TopicPartition(tp[0], tp[1])
+def _tp(tp: Partition) -> PartitionOffset:
+    return PartitionOffset(tp[0], tp[1])
 
 
 def _bytes(value: str | bytes | None) -> bytes | None:

@@ -155,11 +155,11 @@ def _new_state(
     path: Path,
     model: dict[str, Any],
 ) -> ReplayState:
-    from consumer.kafka import Consumer
     from consumer.kafka.config import replay_consumer_config
+    from consumer.kafka.kafka_clients import KafkaConsumer
 
     topics = options.topics or list(settings.kafka.input_topics)
-    probe = Consumer(replay_consumer_config(settings.kafka, run_id))
+    probe = KafkaConsumer(replay_consumer_config(settings.kafka, run_id))
     try:
         ranges = resolve_ranges(
             probe, topics, from_ms=options.from_ms, to_ms=options.to_ms, explicit=options.offsets

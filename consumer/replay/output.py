@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord
-from consumer.kafka import Producer
 from consumer.kafka.admin import ensure_topics
 from consumer.kafka.clients import ProducerHandle
+from consumer.kafka.kafka_clients import KafkaProducer
 from consumer.metrics import Metrics
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep
@@ -142,7 +142,7 @@ class TopicOutput:
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
         ensure_topics(producer_conf, [topic, dead_letter_topic])
-        self._producer = Producer(producer_conf)
+        self._producer = KafkaProducer(producer_conf)
         self._failed: str | None = None
 
     def sink(

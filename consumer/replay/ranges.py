@@ -17,7 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from consumer.kafka import Consumer, TopicPartition
+from consumer.kafka import PartitionOffset
+from consumer.kafka.kafka_clients import KafkaConsumer
 
 __all__ = ["OffsetRange", "parse_offsets", "parse_time", "resolve_ranges"]
 
@@ -88,7 +89,7 @@ def parse_offsets(specs: list[str]) -> list[OffsetRange]:
 
 
 def resolve_ranges(
-    consumer: Consumer,
+    consumer: KafkaConsumer,
     topics: list[str],
     *,
     from_ms: int | None = None,
@@ -101,9 +102,7 @@ def resolve_ranges(
         tps = [(r.topic, r.partition) for r in explicit]
     else:
         tps = _partitions(consumer, topics, timeout_s)
-    marks = {
-        tp: consumer.get_watermark_offsets(TopicPartition(*tp), timeout=timeout_s) for tp in tps
-    }
+    marks = {tp: consumer.watermarks(*tp, timeout=timeout_s) for tp in tps}
     if explicit:
         return [
             OffsetRange(
@@ -119,19 +118,18 @@ def resolve_ranges(
     return [OffsetRange(t, p, starts[(t, p)], ends[(t, p)], from_ms, to_ms) for t, p in tps]
 
 
-def _partitions(consumer: Consumer, topics: list[str], timeout_s: float) -> list[Partition]:
-    meta = consumer.list_topics(timeout=timeout_s)
+def _partitions(consumer: KafkaConsumer, topics: list[str], timeout_s: float) -> list[Partition]:
     tps: list[Partition] = []
     for topic in topics:
-        tmeta = meta.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
+        partitions = consumer.partitions_of(topic, timeout_s)
+        if partitions is None:
             raise ValueError(f"topic {topic!r} not found")
-        tps.extend((topic, p) for p in sorted(tmeta.partitions))
+        tps.extend((topic, p) for p in partitions)
     return tps
 
 
 def _at_time(
-    consumer: Consumer,
+    consumer: KafkaConsumer,
     tps: list[Partition],
     when_ms: int | None,
     marks: dict[Partition, tuple[int, int]],
@@ -143,7 +141,7 @@ def _at_time(
     if when_ms is None:
         return {tp: marks[tp][0] if low else marks[tp][1] for tp in tps}
     found = consumer.offsets_for_times(
-        [TopicPartition(t, p, when_ms) for t, p in tps], timeout=timeout_s
+        [PartitionOffset(t, p, when_ms) for t, p in tps], timeout=timeout_s
     )
     result: dict[Partition, int] = {}
     for tp in found:

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from consumer.kafka import Consumer, KafkaError, TopicPartition
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.config import reader_config
-from consumer.kafka.headers import HeaderError, read_headers
+from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.replay.output import read_jsonl
 from schemas import VERDICT_EVENT_TYPE, Verdict, decode_verdict
 
@@ -71,45 +71,38 @@ def read_verdict_topic(
 def _verdicts(
     conf: dict[str, Any], topic: str, from_ms: int | None, timeout_s: float
 ) -> Iterator[Verdict]:
-    consumer = Consumer(reader_config(conf, "synthscan-replay-read"))
+    consumer = KafkaConsumer(reader_config(conf, "synthscan-replay-read"))
     try:
-        meta = consumer.list_topics(topic, timeout=30)
-        tmeta = meta.topics.get(topic)
-        if tmeta is None or tmeta.error is not None:
+        parts = consumer.partitions_of(topic, timeout=30)
+        if parts is None:
             raise ValueError(f"verdict topic {topic!r} not found")
-        parts = sorted(tmeta.partitions)
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30) for p in parts
-        }
+        ends = {p: consumer.watermarks(topic, p, timeout=30) for p in parts}
         starts = {p: lo for p, (lo, _hi) in ends.items()}
         if from_ms is not None:
             found = consumer.offsets_for_times(
-                [TopicPartition(topic, p, from_ms) for p in parts], timeout=30
+                [PartitionOffset(topic, p, from_ms) for p in parts], timeout=30
             )
             for tp in found:
                 starts[tp.partition] = ends[tp.partition][1] if tp.offset < 0 else tp.offset
         todo = {p for p in parts if starts[p] < ends[p][1]}
-        consumer.assign([TopicPartition(topic, p, starts[p]) for p in todo])
+        consumer.assign([PartitionOffset(topic, p, starts[p]) for p in todo])
         deadline = time.monotonic() + timeout_s
         while todo and time.monotonic() < deadline:
             for msg in consumer.consume(500, 0.2):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        todo.discard(int(msg.partition() or 0))
+                if isinstance(msg, BrokerError):
+                    if msg.code == BrokerCode.PARTITION_EOF:
+                        todo.discard(int(msg.partition or 0))
                     continue
-                part, offset = int(msg.partition() or 0), int(msg.offset() or 0)
-                if offset + 1 >= ends[part][1]:
-                    todo.discard(part)
-                try:
-                    headers = list(read_headers(msg))
-                except HeaderError:  # a header the client cannot decode: not our verdict
+                if msg.offset + 1 >= ends[msg.partition][1]:
+                    todo.discard(msg.partition)
+                if msg.header_error is not None:  # a header the client cannot decode: not ours
                     continue
+                headers = list(msg.headers)
                 ce_type = dict(headers).get("ce_type")
                 if ce_type is not None and ce_type != VERDICT_EVENT_TYPE.encode():
                     continue
                 try:
-                    yield decode_verdict(msg.value(), headers)
+                    yield decode_verdict(msg.value, headers)
                 except Exception:  # a foreign record on the topic: not a verdict
                     continue
         if todo:

@@ -23,15 +23,9 @@ import structlog
 
 from consumer.commit_tracker import CommitTracker
 from consumer.items import Delivered
-from consumer.kafka import (
-    TIMESTAMP_NOT_AVAILABLE,
-    Consumer,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from consumer.kafka import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
 from consumer.kafka.config import replay_consumer_config
+from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
 from consumer.pipeline import backpressure_for, build_pipeline
@@ -141,7 +135,7 @@ class ReplayRunner:
         """Replay until every range is done (or ``stop``); save progress; never commit."""
         began = time.monotonic()
         ranges = [r for r in self.state.ranges if self.state.next_offset(r) < r.end]
-        consumer = Consumer(replay_consumer_config(self.settings.kafka, self.state.run_id))
+        consumer = KafkaConsumer(replay_consumer_config(self.settings.kafka, self.state.run_id))
         skip = self.output.already_written()
         self._tracker.assign([r.tp for r in self.state.ranges])
         for r in self.state.ranges:  # nothing left: saved progress stays
@@ -152,7 +146,7 @@ class ReplayRunner:
             if ranges:
                 consumer.assign(
                     [
-                        TopicPartition(r.topic, r.partition, self.state.next_offset(r))
+                        PartitionOffset(r.topic, r.partition, self.state.next_offset(r))
                         for r in ranges
                     ]
                 )
@@ -195,7 +189,7 @@ class ReplayRunner:
         )
 
     def _loop(
-        self, consumer: Consumer, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
+        self, consumer: KafkaConsumer, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
     ) -> None:
         """Consume, submit and poll until every range is closed and written (or ``stop``).
 
@@ -219,42 +213,40 @@ class ReplayRunner:
                 last_save = time.monotonic()
 
     def _pace(
-        self, consumer: Consumer, open_ranges: dict[Partition, OffsetRange], in_flight: int
+        self, consumer: KafkaConsumer, open_ranges: dict[Partition, OffsetRange], in_flight: int
     ) -> None:
         """Pause the open ranges when the pipeline admits no more; resume when it drained."""
         if not self._backpressure.admits(in_flight):
             if self._backpressure.on_rejected():
-                consumer.pause([TopicPartition(t, p) for t, p in open_ranges])
+                consumer.pause([PartitionOffset(t, p) for t, p in open_ranges])
         elif self._backpressure.on_progress(in_flight, carrying=False):
-            consumer.resume([TopicPartition(t, p) for t, p in open_ranges])
+            consumer.resume([PartitionOffset(t, p) for t, p in open_ranges])
 
     def _accept(
         self,
-        consumer: Consumer,
-        msg: Message,
+        consumer: KafkaConsumer,
+        msg: ConsumedRecord | BrokerError,
         open_ranges: dict[Partition, OffsetRange],
         skip: set[Any],
     ) -> None:
-        err = msg.error()
-        tp = (str(msg.topic()), int(msg.partition() or 0))
-        if err is not None:
-            if err.code() == KafkaError._PARTITION_EOF:  # the end at start is <= this
-                self._close_range(consumer, tp, open_ranges)
-            elif err.fatal():
-                raise KafkaException(err)
+        if isinstance(msg, BrokerError):
+            if msg.code == BrokerCode.PARTITION_EOF:  # the end at start is <= this
+                self._close_range(consumer, (str(msg.topic), int(msg.partition or 0)), open_ranges)
+            elif msg.fatal:
+                raise msg
             else:
-                log.warning("consume_error", error=str(err))
+                log.warning("consume_error", error=str(msg))
             return
+        tp = (msg.topic, msg.partition)
         r = open_ranges.get(tp)
         if r is None:
             return
-        offset = int(msg.offset() or 0)
+        offset = msg.offset
         if offset >= r.end:
             self._close_range(consumer, tp, open_ranges)
             return
         epoch = self._tracker.register(tp, offset)
-        kind, stamp = msg.timestamp()
-        outside = not r.wants(stamp if kind != TIMESTAMP_NOT_AVAILABLE else None)
+        outside = not r.wants(msg.timestamp_ms)
         if outside or (tp[0], tp[1], offset) in skip:  # not in the window, or written before
             self._tracker.done(tp, offset, epoch)
             self.outside_window += outside
@@ -265,11 +257,11 @@ class ReplayRunner:
             self._close_range(consumer, tp, open_ranges)
 
     def _close_range(
-        self, consumer: Consumer, tp: Partition, open_ranges: dict[Partition, OffsetRange]
+        self, consumer: KafkaConsumer, tp: Partition, open_ranges: dict[Partition, OffsetRange]
     ) -> None:
         r = open_ranges.pop(tp, None)
         if r is not None:
-            consumer.pause([TopicPartition(tp[0], tp[1])])
+            consumer.pause([PartitionOffset(tp[0], tp[1])])
             self._closed[tp] = r.end
 
     def _save(self, complete: bool) -> None:

@@ -11,7 +11,7 @@ import structlog
 
 from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
-from consumer.kafka import KafkaError, KafkaException, TopicPartition
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import CommitResults, ConsumerClient
 from consumer.metrics import Metrics
 from consumer.steps.base import ProcessingStep
@@ -22,16 +22,16 @@ log = structlog.get_logger("consumer.commit")
 
 # Commit errors that mean "not ours any more / try later", never a reason to stop.
 _BENIGN = {
-    KafkaError._NO_OFFSET,
-    KafkaError._STATE,
-    KafkaError._UNKNOWN_PARTITION,
-    KafkaError._WAIT_COORD,
-    KafkaError.ILLEGAL_GENERATION,
-    KafkaError.UNKNOWN_MEMBER_ID,
-    KafkaError.REBALANCE_IN_PROGRESS,
-    KafkaError.NOT_COORDINATOR,
-    KafkaError.COORDINATOR_NOT_AVAILABLE,
-    KafkaError._ASSIGNMENT_LOST,
+    BrokerCode.NO_OFFSET,
+    BrokerCode.STATE,
+    BrokerCode.UNKNOWN_PARTITION,
+    BrokerCode.WAIT_COORD,
+    BrokerCode.ILLEGAL_GENERATION,
+    BrokerCode.UNKNOWN_MEMBER_ID,
+    BrokerCode.REBALANCE_IN_PROGRESS,
+    BrokerCode.NOT_COORDINATOR,
+    BrokerCode.COORDINATOR_NOT_AVAILABLE,
+    BrokerCode.ASSIGNMENT_LOST,
 }
 
 
@@ -143,17 +143,16 @@ class CommitStep(ProcessingStep[Delivered]):
         self._last_commit = time.monotonic()
         if not offsets:
             return
-        tps = [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())]
-        result: list[TopicPartition] | None = None
+        tps = [PartitionOffset(t, p, o) for (t, p), o in sorted(offsets.items())]
+        result: list[PartitionOffset] | None = None
         try:
             if asynchronous:
                 self._consumer.commit(offsets=tps, asynchronous=True)
             else:
                 result = self._consumer.commit(offsets=tps, asynchronous=False)
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
+        except BrokerError as error:
             self._metrics.commits.labels(result="error").inc()
-            if error.code() not in _BENIGN and error.fatal():
+            if error.code not in _BENIGN and error.fatal:
                 raise
             log.warning("commit_skipped", error=str(error), partitions=len(tps))
             return

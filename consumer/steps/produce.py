@@ -14,7 +14,7 @@ import structlog
 from consumer.destination import DestinationGate, is_destination_error
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
-from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.metrics import Metrics, sane_age
 from consumer.output_topic import OutputTopicWatch
@@ -202,8 +202,8 @@ class ProduceStep(ProcessingStep[Outcome]):
         step (exactly-once replaces the producer; at-least-once stops on the client error)."""
         try:
             self._producer.poll(timeout)
-        except KafkaException as exc:
-            error = str(exc.args[0])
+        except BrokerError as exc:
+            error = str(exc)
             if error != self._poll_error:
                 log.error("producer_failed", error=error)
                 self._poll_error = error
@@ -258,8 +258,7 @@ class ProduceStep(ProcessingStep[Outcome]):
             except BufferError:  # local queue full: serve callbacks, try again next poll
                 self._serve(0)
                 return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
+            except BrokerError as error:
                 if is_destination_error(error):  # kept at the head; output held
                     self.gate.fault(record.topic, error)
                     return
@@ -278,20 +277,20 @@ class ProduceStep(ProcessingStep[Outcome]):
             self._producer.produce(
                 record.topic, value=record.value, key=record.key, headers=list(record.headers)
             )
-        except (BufferError, KafkaException) as exc:
+        except (BufferError, BrokerError) as exc:
             log.warning("latest_verdict_skipped", topic=record.topic, error=str(exc))
 
-    def _give_up(self, pending: _Pending, error: KafkaError) -> None:
+    def _give_up(self, pending: _Pending, error: BrokerError) -> None:
         """``pending`` failed for good: remember it and queue its next stage (never block)."""
         env = pending.item.envelope
-        reason = f"{pending.record.topic}: {error.str()}"
+        reason = f"{pending.record.topic}: {error.reason}"
         stage = _NEXT[pending.stage]
         self._on_failure(reason)
         log.error(
             "delivery_failed_permanently",
             topic=pending.record.topic,
-            error=error.str(),
-            code=error.name(),
+            error=error.reason,
+            code=error.code,
             attempts=pending.attempts,
             next=stage,
             source=f"{env.topic}[{env.partition}]@{env.offset}",
@@ -304,7 +303,9 @@ class ProduceStep(ProcessingStep[Outcome]):
             following.receipted = pending.receipted
             self._backlog.append(following)
 
-    def _on_delivery(self, pending: _Pending, err: KafkaError | None, _msg: object) -> None:
+    def _on_delivery(
+        self, pending: _Pending, err: BrokerError | None, _where: PartitionOffset | None
+    ) -> None:
         self._awaiting -= 1
         item, record = pending.item, pending.record
         env = item.envelope
@@ -314,16 +315,16 @@ class ProduceStep(ProcessingStep[Outcome]):
                 return
             if is_destination_error(err):  # not the record's fault: held, no attempt spent
                 self.gate.fault(record.topic, err)
-                self._on_failure(err.str())  # exactly-once: the transaction must abort
+                self._on_failure(err.reason)  # exactly-once: the transaction must abort
                 self._backlog.appendleft(pending)
                 return
             pending.attempts += 1
-            if err.retriable() and pending.attempts < self._max_attempts:
-                self._on_failure(err.str())
+            if err.retriable and pending.attempts < self._max_attempts:
+                self._on_failure(err.reason)
                 log.warning(
                     "delivery_retry",
                     topic=record.topic,
-                    error=err.str(),
+                    error=err.reason,
                     attempt=pending.attempts,
                     source=f"{env.topic}[{env.partition}]@{env.offset}",
                 )
@@ -365,10 +366,10 @@ def _coords(env: Envelope) -> tuple[str, int, int]:
     return (env.topic, env.partition, env.offset)
 
 
-def _transaction_state(error: KafkaError) -> bool:
+def _transaction_state(error: BrokerError) -> bool:
     """The producer refuses because of its transaction state, not because of the record."""
     return (
-        error.code() in (KafkaError._STATE, KafkaError._FENCED, KafkaError._FATAL)
-        or error.fatal()
-        or error.txn_requires_abort()
+        error.code in (BrokerCode.STATE, BrokerCode.FENCED, BrokerCode.FATAL)
+        or error.fatal
+        or error.txn_requires_abort
     )

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any, Protocol
 
 import structlog
@@ -42,9 +43,9 @@ from consumer.items import Delivered
 from consumer.kafka import (
     OFFSET_BEGINNING,
     OFFSET_END,
-    KafkaError,
-    KafkaException,
-    TopicPartition,
+    BrokerCode,
+    BrokerError,
+    PartitionOffset,
 )
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerHandle
 from consumer.metrics import Metrics
@@ -128,7 +129,8 @@ class TransactionalCommitStep(CommitStep):
 
     @property
     def _producer(self) -> Any:
-        """The current transactional producer (a ``confluent_kafka.Producer``)."""
+        """The current transactional producer
+        (a :class:`~consumer.kafka.kafka_clients.KafkaProducer`)."""
         return self._producers.current
 
     def on_lost(self) -> None:
@@ -197,15 +199,14 @@ class TransactionalCommitStep(CommitStep):
         try:
             if offsets:
                 self._producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in sorted(offsets.items())],
+                    [PartitionOffset(t, p, o) for (t, p), o in sorted(offsets.items())],
                     self._consumer.consumer_group_metadata(),
                     self._timeout_s,
                 )
             self._commit_with_retry()
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            recoverable = error.fatal() and not _fenced(error) and self._replaceable
-            if error.txn_requires_abort() or recoverable:  # fatal: a new producer aborts it
+        except BrokerError as error:
+            recoverable = error.fatal and not _fenced(error) and self._replaceable
+            if error.txn_requires_abort or recoverable:  # fatal: a new producer aborts it
                 self._abort(str(error))
                 return {}
             self._metrics.commits.labels(result="fatal").inc()
@@ -225,9 +226,8 @@ class TransactionalCommitStep(CommitStep):
             try:
                 self._producer.commit_transaction(self._timeout_s)
                 return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.retriable() or attempt == 2:
+            except BrokerError as error:
+                if not error.retriable or attempt == 2:
                     raise
                 log.warning("transaction_commit_retry", error=str(error))
 
@@ -245,9 +245,8 @@ class TransactionalCommitStep(CommitStep):
             if self._renew and self._replaceable:
                 self._replace_producer()
             self._rewind()
-        except KafkaException as exc:
-            error: KafkaError = exc.args[0]
-            if error.fatal():
+        except BrokerError as error:
+            if error.fatal:
                 self._metrics.commits.labels(result="fatal").inc()
                 log.error("transaction_fatal", error=str(error))
                 raise
@@ -279,9 +278,8 @@ class TransactionalCommitStep(CommitStep):
             try:
                 self._producer.abort_transaction(min(self._timeout_s, 5.0))
                 return
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                if not error.fatal() or _fenced(error) or not self._replaceable:
+            except BrokerError as error:
+                if not error.fatal or _fenced(error) or not self._replaceable:
                     raise
                 log.error("transaction_fatal_replacing_producer", error=str(error))
         self._renew = True
@@ -306,22 +304,23 @@ class TransactionalCommitStep(CommitStep):
         """Seek every assigned partition back to its committed offset.
 
         Raises:
-            KafkaException: the committed offsets could not be read (retried from ``poll``).
+            BrokerError: the committed offsets could not be read (retried from ``poll``).
         """
         assignment = self._consumer.assignment()
         self._drop_in_flight()  # also what was consumed while the abort was retried
         for tp in self._consumer.committed(assignment, timeout=5):
             if tp.offset < 0:
-                tp.offset = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
+                start = OFFSET_BEGINNING if self._reset_to_beginning else OFFSET_END
+                tp = replace(tp, offset=start)
             self._consumer.seek(tp)
         log.warning("rewound", partitions=len(assignment))
 
 
-def _fenced(error: KafkaError) -> bool:
+def _fenced(error: BrokerError) -> bool:
     """A newer instance with the same ``transactional.id`` took over: stop, do not replace."""
-    return error.code() in (
-        KafkaError._FENCED,
-        KafkaError.PRODUCER_FENCED,
-        KafkaError.INVALID_PRODUCER_EPOCH,
-        KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    return error.code in (
+        BrokerCode.FENCED,
+        BrokerCode.PRODUCER_FENCED,
+        BrokerCode.INVALID_PRODUCER_EPOCH,
+        BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
     )

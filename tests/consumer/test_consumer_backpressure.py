@@ -5,52 +5,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import TopicPartition
-
 from consumer.backpressure import Backpressure
 from consumer.commit_tracker import CommitTracker
 from consumer.health import HealthState
 from consumer.items import Delivered, Envelope
+from consumer.kafka import ConsumedRecord, PartitionOffset
 from consumer.metrics import Metrics
 from consumer.processor import StreamProcessor
 from consumer.steps.base import ProcessingStep
 from consumer.steps.commit import CommitPolicy, CommitStep
 
 
-class FakeMessage:
-    def __init__(self, topic: str, partition: int, offset: int) -> None:
-        self._coords = (topic, partition, offset)
-
-    def topic(self) -> str:
-        return self._coords[0]
-
-    def partition(self) -> int:
-        return self._coords[1]
-
-    def offset(self) -> int:
-        return self._coords[2]
-
-    def key(self) -> None:
-        return None
-
-    def value(self) -> bytes:
-        return b"{}"
-
-    def headers(self) -> None:
-        return None
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, 1_000)
-
-    def error(self) -> None:
-        return None
+def record(topic: str, partition: int, offset: int) -> ConsumedRecord:
+    return ConsumedRecord(topic, partition, offset, None, b"{}", (), 1_000)
 
 
 class FakeConsumer:
-    """Just enough of confluent_kafka.Consumer; pause() really stops consume()."""
+    """Just enough of a :class:`~consumer.kafka.clients.ConsumerClient`; pause() really stops
+    consume()."""
 
     def __init__(self) -> None:
-        self.queue: list[FakeMessage] = []
+        self.queue: list[ConsumedRecord] = []
         self.assigned: list[tuple[str, int]] = []
         self.assigned_at: list[tuple[str, int, int]] = []
         self.paused: set[tuple[str, int]] = set()
@@ -63,34 +38,34 @@ class FakeConsumer:
     def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         self.callbacks = callbacks
 
-    def consume(self, num_messages: int, timeout: float) -> list[FakeMessage]:
+    def consume(self, num_messages: int, timeout: float) -> list[ConsumedRecord]:
         self.consume_calls += 1
-        out = [m for m in self.queue if (m.topic(), m.partition()) not in self.paused]
+        out = [m for m in self.queue if (m.topic, m.partition) not in self.paused]
         out = out[:num_messages]
         self.queue = [m for m in self.queue if m not in out]
         return out
 
-    def assignment(self) -> list[TopicPartition]:
-        return [TopicPartition(t, p) for t, p in self.assigned]
+    def assignment(self) -> list[PartitionOffset]:
+        return [PartitionOffset(t, p) for t, p in self.assigned]
 
-    def incremental_assign(self, partitions: list[TopicPartition]) -> None:
+    def incremental_assign(self, partitions: list[PartitionOffset]) -> None:
         # librdkafka keeps a partition's pause flag across unassign and assign (issue 10)
         self.assigned += [(p.topic, p.partition) for p in partitions]
         self.assigned_at += [(p.topic, p.partition, p.offset) for p in partitions]
 
-    def incremental_unassign(self, partitions: list[TopicPartition]) -> None:
+    def incremental_unassign(self, partitions: list[PartitionOffset]) -> None:
         gone = {(p.topic, p.partition) for p in partitions}
         self.assigned = [tp for tp in self.assigned if tp not in gone]
 
-    def pause(self, partitions: list[TopicPartition]) -> None:
+    def pause(self, partitions: list[PartitionOffset]) -> None:
         self.pause_calls += 1
         self.paused |= {(p.topic, p.partition) for p in partitions}
 
-    def resume(self, partitions: list[TopicPartition]) -> None:
+    def resume(self, partitions: list[PartitionOffset]) -> None:
         self.resume_calls += 1
         self.paused -= {(p.topic, p.partition) for p in partitions}
 
-    def commit(self, offsets: list[TopicPartition], asynchronous: bool) -> list[TopicPartition]:
+    def commit(self, offsets: list[PartitionOffset], asynchronous: bool) -> list[PartitionOffset]:
         self.commits.append([(o.topic, o.partition, o.offset) for o in offsets])
         return offsets
 
@@ -140,7 +115,7 @@ def make(limit: int) -> tuple[StreamProcessor, FakeConsumer, Sink, CommitStep, B
 
 
 def assign(consumer: FakeConsumer, *tps: tuple[str, int]) -> None:
-    consumer.callbacks["on_assign"](consumer, [TopicPartition(t, p) for t, p in tps])
+    consumer.callbacks["on_assign"](consumer, [PartitionOffset(t, p) for t, p in tps])
 
 
 def test_backpressure_state_machine() -> None:
@@ -157,7 +132,7 @@ def test_backpressure_state_machine() -> None:
 def test_pauses_at_the_limit_keeps_polling_and_resumes_when_drained() -> None:
     proc, consumer, sink, commit, bp = make(limit=4)
     assign(consumer, ("t", 0))
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(6)]
+    consumer.queue = [record("t", 0, i) for i in range(6)]
     proc.run_once()
     assert [e.offset for e in sink.items] == [0, 1, 2, 3]
     assert bp.paused and consumer.paused == {("t", 0)}
@@ -175,7 +150,7 @@ def test_pauses_at_the_limit_keeps_polling_and_resumes_when_drained() -> None:
     resumes = consumer.resume_calls
     proc.run_once()
     assert not bp.paused and consumer.resume_calls == resumes + 1 and not consumer.paused
-    consumer.queue = [FakeMessage("t", 0, 6)]
+    consumer.queue = [record("t", 0, 6)]
     proc.run_once()
     assert [e.offset for e in sink.items] == list(range(7))
 
@@ -183,12 +158,12 @@ def test_pauses_at_the_limit_keeps_polling_and_resumes_when_drained() -> None:
 def test_pause_is_reapplied_after_a_rebalance() -> None:
     proc, consumer, sink, _commit, bp = make(limit=2)
     assign(consumer, ("t", 0))
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(5)]
+    consumer.queue = [record("t", 0, i) for i in range(5)]
     proc.run_once()
     assert bp.paused
     assign(consumer, ("t", 1))  # a new partition arrives while we are full
     assert consumer.paused == {("t", 0), ("t", 1)}
-    consumer.queue.append(FakeMessage("t", 1, 0))
+    consumer.queue.append(record("t", 1, 0))
     proc.run_once()
     assert all(e.partition == 0 for e in sink.items)
 
@@ -197,14 +172,12 @@ def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
     proc, consumer, sink, commit, _bp = make(limit=3)
     proc._revoke_drain_s = 0.05
     assign(consumer, ("t", 0), ("t", 1))
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(4)] + [
-        FakeMessage("t", 1, i) for i in range(2)
-    ]
+    consumer.queue = [record("t", 0, i) for i in range(4)] + [record("t", 1, i) for i in range(2)]
     proc.run_once()  # admitted round-robin: t[0]@0, t[1]@0, t[0]@1
     assert [(e.partition, e.offset) for e in sink.items] == [(0, 0), (1, 0), (0, 1)]
     assert len(proc._carried) == 3
     commit.submit(Delivered(sink.items[0], 0.0))  # t[0]@0 done, @1 still in flight
-    consumer.callbacks["on_revoke"](consumer, [TopicPartition("t", 0)])
+    consumer.callbacks["on_revoke"](consumer, [PartitionOffset("t", 0)])
     assert consumer.commits[-1] == [("t", 0, 1)]
     assert [(env.partition, env.offset) for env in proc._carried] == [(1, 1)]
     assert consumer.assigned == [("t", 1)]
@@ -218,15 +191,15 @@ def test_pause_state_is_applied_after_a_lost_assignment_comes_back() -> None:
     the re-assignment must resume it explicitly, or the consumer stalls while looking healthy."""
     proc, consumer, sink, _commit, bp = make(limit=2)
     assign(consumer, ("t", 0))
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(5)]
+    consumer.queue = [record("t", 0, i) for i in range(5)]
     proc.run_once()
     assert bp.paused and consumer.paused == {("t", 0)}
-    consumer.callbacks["on_lost"](consumer, [TopicPartition("t", 0)])
+    consumer.callbacks["on_lost"](consumer, [PartitionOffset("t", 0)])
     proc.run_once()  # nothing in flight any more: backpressure clears
     assert not bp.paused
     assign(consumer, ("t", 0))
     assert consumer.paused == set()
-    consumer.queue = [FakeMessage("t", 0, i) for i in range(2, 4)]
+    consumer.queue = [record("t", 0, i) for i in range(2, 4)]
     proc.run_once()
     assert [e.offset for e in sink.items][-2:] == [2, 3]
 
@@ -281,16 +254,16 @@ def test_offsets_that_start_over_reset_the_partition_instead_of_stopping() -> No
     service exited. Now the partition's bookkeeping starts over (old work dropped)."""
     proc, consumer, sink, commit, _ = make(limit=100)
     assign(consumer, ("t", 0), ("t", 1))
-    consumer.queue = [FakeMessage("t", 0, o) for o in (296, 297)] + [FakeMessage("t", 1, 5)]
+    consumer.queue = [record("t", 0, o) for o in (296, 297)] + [record("t", 1, 5)]
     proc.run_once()
     old = list(sink.items)
     assert [e.offset for e in old] == [296, 5, 297]  # partitions take turns
     commit.submit(Delivered(old[0], 0.0))  # 296 done, 297 still in flight
-    consumer.queue = [FakeMessage("t", 0, o) for o in (0, 1)]  # the re-created topic
+    consumer.queue = [record("t", 0, o) for o in (0, 1)]  # the re-created topic
     proc.run_once()  # dropped, and the partition assigned again at offset 0
     assert len(sink.items) == 3 and ("t", 0) in consumer.assigned
     assert consumer.assigned_at[-1] == ("t", 0, 0)
-    consumer.queue = [FakeMessage("t", 0, o) for o in (0, 1)]  # fetched again from there
+    consumer.queue = [record("t", 0, o) for o in (0, 1)]  # fetched again from there
     proc.run_once()
     assert [(e.partition, e.offset) for e in sink.items[3:]] == [(0, 0), (0, 1)]
     for env in sink.items[3:]:

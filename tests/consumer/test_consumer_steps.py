@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
 from consumer_support import Collect, encode, image_event
 from kafka_support import image_bytes
 
@@ -16,6 +15,7 @@ from consumer.backpressure import PixelBudget
 from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka.clients import ProducerHandle
+from consumer.kafka.kafka_clients import KafkaProducer
 from consumer.metrics import Metrics
 from consumer.steps.batch import BatchStep
 from consumer.steps.detect import DetectStep
@@ -201,7 +201,7 @@ class Builder:
 
 
 def test_produce_confirms_each_outcome_once_and_dead_letters_build_bugs() -> None:
-    producer = Producer({"test.mock.num.brokers": 1, "enable.idempotence": True})
+    producer = KafkaProducer({"test.mock.num.brokers": 1, "enable.idempotence": True})
     receipts, builder, metrics = Collect(), Builder(), Metrics()
     step = ProduceStep(
         ProducerHandle.of(producer), builder, receipts, metrics, is_live=lambda e: e.epoch == 1

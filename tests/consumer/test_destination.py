@@ -4,11 +4,9 @@ state change each way (issue 19: a missing verdict topic is not a record error).
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
-from typing import Any
 
 from consumer.destination import BACKOFF_MAX_S, DestinationGate, is_destination_error
-from consumer.kafka import KafkaError
+from consumer.kafka import BrokerCode, BrokerError
 
 
 class FakeProducer:
@@ -16,18 +14,16 @@ class FakeProducer:
         self.exists = False
         self.probes = 0
 
-    def list_topics(self, topic: str, timeout: float) -> Any:
+    def partitions_of(self, topic: str, timeout: float) -> list[int] | None:
         self.probes += 1
-        error = None if self.exists else KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART)
-        meta = SimpleNamespace(error=error, partitions={0: object()} if self.exists else {})
-        return SimpleNamespace(topics={topic: meta})
+        return [0] if self.exists else None
 
 
 def test_destination_errors_are_the_topics_not_the_records() -> None:
-    assert is_destination_error(KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-    assert is_destination_error(KafkaError(KafkaError.TOPIC_AUTHORIZATION_FAILED))
-    assert is_destination_error(KafkaError(KafkaError._UNKNOWN_TOPIC))
-    assert not is_destination_error(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE))
+    assert is_destination_error(BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
+    assert is_destination_error(BrokerError(BrokerCode.TOPIC_AUTHORIZATION_FAILED))
+    assert is_destination_error(BrokerError(BrokerCode.UNKNOWN_TOPIC))
+    assert not is_destination_error(BrokerError(BrokerCode.MSG_SIZE_TOO_LARGE))
 
 
 def test_gate_backs_off_and_reports_each_state_change_once() -> None:
@@ -36,8 +32,8 @@ def test_gate_backs_off_and_reports_each_state_change_once() -> None:
     gate = DestinationGate(changes.append, clock=lambda: now[0])
     producer = FakeProducer()
     assert gate.open(producer) and producer.probes == 0
-    gate.fault("verdicts", KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
-    gate.fault("verdicts", KafkaError(KafkaError.UNKNOWN_TOPIC_OR_PART))
+    gate.fault("verdicts", BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
+    gate.fault("verdicts", BrokerError(BrokerCode.UNKNOWN_TOPIC_OR_PART))
     assert changes == [False] and gate.blocked
     probed_at = []
     while now[0] < 200:

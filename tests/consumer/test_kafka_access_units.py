@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from consumer.errors import KafkaAccessError
-from consumer.kafka import KafkaError, KafkaException
+from consumer.kafka import BrokerCode, BrokerError
 from consumer.kafka.access import access_error, check_access
 from consumer.kafka.config import common_config
 from consumer.settings import KafkaSettings, ServiceSettings, describe_error
@@ -52,12 +52,12 @@ def test_a_missing_ca_file_is_a_settings_error(tmp_path: Path) -> None:
 
 def test_authorization_errors_of_clients_become_access_errors() -> None:
     settings = KafkaSettings(sasl_username="svc", instance_id="pod-1")
-    txn = KafkaException(KafkaError(KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "no"))
+    txn = BrokerError(BrokerCode.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "no")
     error = access_error(txn, settings)
     assert isinstance(error, KafkaAccessError)
     assert "user 'svc' was refused on a transactional id 'synthscan-pod-1'" in str(error)
     assert KafkaAccessError.exit_code == 3
-    transport = KafkaException(KafkaError(KafkaError._TRANSPORT, "down"))
+    transport = BrokerError(BrokerCode.TRANSPORT, "down")
     assert access_error(transport, settings) is None
 
 

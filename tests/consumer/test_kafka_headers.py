@@ -8,9 +8,11 @@ from __future__ import annotations
 import ctypes
 
 import pytest
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message
 
-from consumer.kafka import HeaderError, read_headers
+from consumer.kafka.convert import consumed
+from consumer.kafka.headers import HeaderError, read_headers
+from consumer.kafka.types import BrokerCode, BrokerError, ConsumedRecord
 
 _new_tuple = ctypes.pythonapi.PyTuple_New
 _new_tuple.restype = ctypes.py_object
@@ -62,3 +64,17 @@ def test_a_null_name_slot_is_a_header_error_not_a_crash(position: int) -> None:
 def test_the_clients_system_error_is_a_header_error_naming_the_cause() -> None:
     with pytest.raises(HeaderError, match="UnicodeDecodeError"):
         read_headers(_Raising())  # type: ignore[arg-type]
+
+
+def test_a_consumed_message_becomes_our_record_or_our_error() -> None:
+    """The boundary (:mod:`consumer.kafka.convert`): nothing of the client's leaves it."""
+    msg = Message(topic="t", partition=1, offset=7, key=b"k", value=b"v", headers=[("h", b"1")])
+    assert consumed(msg) == ConsumedRecord("t", 1, 7, b"k", b"v", (("h", b"1"),), None)
+    eof = consumed(Message(topic="t", partition=1, offset=8, error=KafkaError(-191)))
+    assert isinstance(eof, BrokerError)
+    assert (eof.code, eof.partition, eof.offset, eof.fatal) == (
+        BrokerCode.PARTITION_EOF,
+        1,
+        8,
+        False,
+    )
