@@ -1,7 +1,9 @@
 """The recipe of the shipped default checkpoint, ``glff-forensic-mobilenet_v2``.
 
     python -m detector.recipes.forensic_default ../shared/data/devset/manifest.csv \
-        --work runs/forensic-final --out detector/checkpoints/glff-forensic-mobilenet_v2.safetensors
+        --work runs/forensic-final --out CHECKPOINT
+
+(the shipped file is :data:`detector.checkpoint.DEFAULT_CHECKPOINT`).
 
 1. Rows: the manifest, capped, in the LOFO protocol's fold ``all`` (:mod:`detector.training.lofo`):
    every generator group trains (devset ``train`` rows) and validates (``val`` rows); the
