@@ -259,3 +259,17 @@ def test_the_name_check_sees_a_re_export(tmp_path: Path) -> None:
     modules = {"consumer.kafka": init, "consumer.kafka.types": ROOT / "consumer/kafka/types.py"}
     assert _defined_in("consumer.kafka", "KafkaError", modules) == "confluent_kafka"
     assert _defined_in("consumer.kafka", "X", modules) == "consumer.kafka.types"
+
+
+def test_replay_makes_its_clients_through_the_backend() -> None:
+    """Replay gets its readers and producer from a :class:`~consumer.kafka.backend.Backend`,
+    like the service: no replay module builds a client itself."""
+    graph = _import_graph()
+    direct = sorted(
+        f"{name} -> {target}"
+        for name, targets in graph.items()
+        if name.startswith("consumer.replay")
+        for target in targets
+        if target == "consumer.kafka.kafka_clients"
+    )
+    assert direct == []

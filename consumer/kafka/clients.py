@@ -17,6 +17,7 @@ __all__ = [
     "DeliveryCallback",
     "ProducerClient",
     "ProducerHandle",
+    "ReaderClient",
     "RebalanceCallback",
 ]
 
@@ -70,6 +71,30 @@ class ConsumerClient(Protocol):
     def seek(self, partition: PartitionOffset) -> None: ...
 
     def consumer_group_metadata(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class ReaderClient(Protocol):
+    """The consumer calls of a reader of assigned ranges (replay, audits): no group, no commits."""
+
+    def assign(self, partitions: list[PartitionOffset]) -> None: ...
+
+    def consume(
+        self, num_messages: int = 1, timeout: float = -1
+    ) -> list[ConsumedRecord | BrokerError]: ...
+
+    def pause(self, partitions: list[PartitionOffset]) -> None: ...
+
+    def resume(self, partitions: list[PartitionOffset]) -> None: ...
+
+    def watermarks(self, topic: str, partition: int, timeout: float) -> tuple[int, int]: ...
+
+    def offsets_for_times(
+        self, partitions: list[PartitionOffset], timeout: float
+    ) -> list[PartitionOffset]: ...
+
+    def partitions_of(self, topic: str, timeout: float) -> list[int] | None: ...
 
     def close(self) -> None: ...
 

@@ -33,6 +33,7 @@ from consumer.replay.recorded import read_new_from_file, read_verdict_topic
 from consumer.replay.state import ReplayState
 
 if TYPE_CHECKING:  # the runner pulls in torch; `python -m consumer --help` should not
+    from consumer.kafka.backend import ReplayBackend
     from consumer.replay.runner import ReplayResult
     from consumer.settings import ServiceSettings
 
@@ -75,10 +76,16 @@ def run_replay(
     *,
     detector: Any = None,
     stop: threading.Event | None = None,
+    backend: ReplayBackend | None = None,
 ) -> ReplayOutcome:
-    """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional."""
+    """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional;
+    the clients come from ``backend`` (the service's :class:`~consumer.kafka.backend.KafkaBackend`
+    by default)."""
     from consumer.assembly import decision_policy
+    from consumer.kafka.backend import KafkaBackend
     from consumer.replay.runner import ReplayRunner
+
+    backend = backend or KafkaBackend()
 
     _validate(options)
     run_id = options.run_id or datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
@@ -100,11 +107,11 @@ def run_replay(
         state = _resumed_state(options, state_path, run_id, model)
         run_id = state.run_id
     else:
-        state = _new_state(options, settings, run_id, state_path, model)
-    output = _output(options, settings, state if resuming else None)
+        state = _new_state(options, settings, run_id, state_path, model, backend)
+    output = _output(options, settings, state if resuming else None, backend)
     runner = ReplayRunner(
         settings, state, _predictor(settings, detector), _records(options, settings, run_id, info),
-        output, progress=options.progress, stop=stop,
+        output, progress=options.progress, stop=stop, backend=backend,
     )  # fmt: skip
     try:
         result = runner.run()
@@ -112,7 +119,7 @@ def run_replay(
         output.close()
     outcome = ReplayOutcome(result, state_path)
     if options.compare and result.complete:
-        outcome.comparison = _compare(options, settings, run_id, state)
+        outcome.comparison = _compare(options, settings, run_id, state, backend)
         stem = options.report or (
             options.output_file.with_name(options.output_file.name + ".report")
             if options.output_file is not None
@@ -154,12 +161,12 @@ def _new_state(
     run_id: str,
     path: Path,
     model: dict[str, Any],
+    backend: ReplayBackend,
 ) -> ReplayState:
     from consumer.kafka.config import replay_consumer_config
-    from consumer.kafka.kafka_clients import KafkaConsumer
 
     topics = options.topics or list(settings.kafka.input_topics)
-    probe = KafkaConsumer(replay_consumer_config(settings.kafka, run_id))
+    probe = backend.reader(replay_consumer_config(settings.kafka, run_id))
     try:
         ranges = resolve_ranges(
             probe, topics, from_ms=options.from_ms, to_ms=options.to_ms, explicit=options.offsets
@@ -207,7 +214,10 @@ def _records(options: ReplayOptions, settings: ServiceSettings, run_id: str, inf
 
 
 def _output(
-    options: ReplayOptions, settings: ServiceSettings, resume: ReplayState | None
+    options: ReplayOptions,
+    settings: ServiceSettings,
+    resume: ReplayState | None,
+    backend: ReplayBackend,
 ) -> ReplayOutput:
     if options.output_file is not None:
         return JsonlOutput(options.output_file, None if resume is None else resume.output_bytes)
@@ -215,11 +225,15 @@ def _output(
 
     assert options.output_topic is not None
     conf = audit_producer_config(settings.kafka)
-    return TopicOutput(conf, options.output_topic, f"{options.output_topic}.dlq")
+    return TopicOutput(conf, options.output_topic, f"{options.output_topic}.dlq", backend)
 
 
 def _compare(
-    options: ReplayOptions, settings: ServiceSettings, run_id: str, state: ReplayState
+    options: ReplayOptions,
+    settings: ServiceSettings,
+    run_id: str,
+    state: ReplayState,
+    backend: ReplayBackend,
 ) -> Comparison:
     from consumer.kafka.config import common_config
 
@@ -232,6 +246,7 @@ def _compare(
             conf,
             options.output_topic,
             lambda v: v.replay is not None and v.replay.run_id == run_id,
+            backend=backend,
         )
     ids = {s.event_id for s in new}
     shas = {s.sha256 for s in new}
@@ -240,6 +255,7 @@ def _compare(
         options.verdict_topic or settings.kafka.verdict_topic,
         lambda v: v.replay is None and (v.event_id in ids or v.image.sha256 in shas),
         from_ms=options.from_ms,
+        backend=backend,
     )
     return compare(run_id, new, recorded, options.tolerance)
 

@@ -24,9 +24,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord
-from consumer.kafka.admin import ensure_topics
+from consumer.kafka.backend import KafkaBackend, ReplayBackend
 from consumer.kafka.clients import ProducerHandle
-from consumer.kafka.kafka_clients import KafkaProducer
 from consumer.metrics import Metrics
 from consumer.records import RecordBuilder, output_record
 from consumer.steps.base import ProcessingStep
@@ -138,11 +137,18 @@ class _JsonlStep(ProcessingStep[Outcome]):
 class TopicOutput:
     """Verdicts to ``topic``, dead letters to ``dead_letter_topic``; done on delivery."""
 
-    def __init__(self, producer_conf: dict[str, Any], topic: str, dead_letter_topic: str):
+    def __init__(
+        self,
+        producer_conf: dict[str, Any],
+        topic: str,
+        dead_letter_topic: str,
+        backend: ReplayBackend | None = None,
+    ):
         self.topic = topic
         self.dead_letter_topic = dead_letter_topic
-        ensure_topics(producer_conf, [topic, dead_letter_topic])
-        self._producer = KafkaProducer(producer_conf)
+        backend = backend or KafkaBackend()
+        backend.ensure_topics(producer_conf, [topic, dead_letter_topic])
+        self._producer = backend.producer(producer_conf)
         self._failed: str | None = None
 
     def sink(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from consumer.kafka import PartitionOffset
-from consumer.kafka.kafka_clients import KafkaConsumer
+from consumer.kafka.clients import ReaderClient
 
 __all__ = ["OffsetRange", "parse_offsets", "parse_time", "resolve_ranges"]
 
@@ -89,7 +89,7 @@ def parse_offsets(specs: list[str]) -> list[OffsetRange]:
 
 
 def resolve_ranges(
-    consumer: KafkaConsumer,
+    consumer: ReaderClient,
     topics: list[str],
     *,
     from_ms: int | None = None,
@@ -118,7 +118,7 @@ def resolve_ranges(
     return [OffsetRange(t, p, starts[(t, p)], ends[(t, p)], from_ms, to_ms) for t, p in tps]
 
 
-def _partitions(consumer: KafkaConsumer, topics: list[str], timeout_s: float) -> list[Partition]:
+def _partitions(consumer: ReaderClient, topics: list[str], timeout_s: float) -> list[Partition]:
     tps: list[Partition] = []
     for topic in topics:
         partitions = consumer.partitions_of(topic, timeout_s)
@@ -129,7 +129,7 @@ def _partitions(consumer: KafkaConsumer, topics: list[str], timeout_s: float) ->
 
 
 def _at_time(
-    consumer: KafkaConsumer,
+    consumer: ReaderClient,
     tps: list[Partition],
     when_ms: int | None,
     marks: dict[Partition, tuple[int, int]],

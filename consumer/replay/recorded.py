@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
+from consumer.kafka.backend import KafkaBackend, ReplayBackend
+from consumer.kafka.clients import ReaderClient
 from consumer.kafka.config import reader_config
-from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.replay.output import read_jsonl
 from schemas import VERDICT_EVENT_TYPE, Verdict, decode_verdict
 
@@ -63,15 +64,16 @@ def read_verdict_topic(
     *,
     from_ms: int | None = None,
     timeout_s: float = 120.0,
+    backend: ReplayBackend | None = None,
 ) -> list[Scored]:
     """Verdicts of ``topic`` for which ``keep`` is true (dead letters and others skipped)."""
-    return [Scored.of(v) for v in _verdicts(conf, topic, from_ms, timeout_s) if keep(v)]
+    reader = (backend or KafkaBackend()).reader(reader_config(conf, "synthscan-replay-read"))
+    return [Scored.of(v) for v in _verdicts(reader, topic, from_ms, timeout_s) if keep(v)]
 
 
 def _verdicts(
-    conf: dict[str, Any], topic: str, from_ms: int | None, timeout_s: float
+    consumer: ReaderClient, topic: str, from_ms: int | None, timeout_s: float
 ) -> Iterator[Verdict]:
-    consumer = KafkaConsumer(reader_config(conf, "synthscan-replay-read"))
     try:
         parts = consumer.partitions_of(topic, timeout=30)
         if parts is None:

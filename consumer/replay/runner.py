@@ -24,8 +24,9 @@ import structlog
 from consumer.commit_tracker import CommitTracker
 from consumer.items import Delivered
 from consumer.kafka import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
+from consumer.kafka.backend import KafkaBackend, ReplayBackend
+from consumer.kafka.clients import ReaderClient
 from consumer.kafka.config import replay_consumer_config
-from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.kafka.messages import to_envelope
 from consumer.metrics import Metrics
 from consumer.pipeline import backpressure_for, build_pipeline
@@ -101,8 +102,10 @@ class ReplayRunner:
         *,
         progress: bool = True,
         stop: threading.Event | None = None,
+        backend: ReplayBackend | None = None,
     ) -> None:
         self.settings = settings
+        self.backend: ReplayBackend = backend or KafkaBackend()
         self.state = state
         self.output = output
         self.stop = stop or threading.Event()
@@ -135,7 +138,9 @@ class ReplayRunner:
         """Replay until every range is done (or ``stop``); save progress; never commit."""
         began = time.monotonic()
         ranges = [r for r in self.state.ranges if self.state.next_offset(r) < r.end]
-        consumer = KafkaConsumer(replay_consumer_config(self.settings.kafka, self.state.run_id))
+        consumer = self.backend.reader(
+            replay_consumer_config(self.settings.kafka, self.state.run_id)
+        )
         skip = self.output.already_written()
         self._tracker.assign([r.tp for r in self.state.ranges])
         for r in self.state.ranges:  # nothing left: saved progress stays
@@ -189,7 +194,7 @@ class ReplayRunner:
         )
 
     def _loop(
-        self, consumer: KafkaConsumer, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
+        self, consumer: ReaderClient, open_ranges: dict[Partition, OffsetRange], skip: set[Any]
     ) -> None:
         """Consume, submit and poll until every range is closed and written (or ``stop``).
 
@@ -213,7 +218,7 @@ class ReplayRunner:
                 last_save = time.monotonic()
 
     def _pace(
-        self, consumer: KafkaConsumer, open_ranges: dict[Partition, OffsetRange], in_flight: int
+        self, consumer: ReaderClient, open_ranges: dict[Partition, OffsetRange], in_flight: int
     ) -> None:
         """Pause the open ranges when the pipeline admits no more; resume when it drained."""
         if not self._backpressure.admits(in_flight):
@@ -224,7 +229,7 @@ class ReplayRunner:
 
     def _accept(
         self,
-        consumer: KafkaConsumer,
+        consumer: ReaderClient,
         msg: ConsumedRecord | BrokerError,
         open_ranges: dict[Partition, OffsetRange],
         skip: set[Any],
@@ -257,7 +262,7 @@ class ReplayRunner:
             self._close_range(consumer, tp, open_ranges)
 
     def _close_range(
-        self, consumer: KafkaConsumer, tp: Partition, open_ranges: dict[Partition, OffsetRange]
+        self, consumer: ReaderClient, tp: Partition, open_ranges: dict[Partition, OffsetRange]
     ) -> None:
         r = open_ranges.pop(tp, None)
         if r is not None:

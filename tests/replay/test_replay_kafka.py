@@ -20,6 +20,8 @@ from replay_support import (
 )
 
 from consumer.__main__ import main as consumer_main
+from consumer.kafka.backend import KafkaBackend
+from consumer.kafka.kafka_clients import KafkaConsumer
 from consumer.logs import configure_logging
 from consumer.replay import ReplayOptions, parse_offsets, run_replay
 from consumer.replay.output import read_jsonl
@@ -52,14 +54,32 @@ def _window_options(rec: Recorded, out: Path, **extra: Any) -> ReplayOptions:
     return ReplayOptions(**{**options, **extra})
 
 
+class RecordingBackend(KafkaBackend):
+    """The service's backend, remembering the group id of every reader it made."""
+
+    def __init__(self) -> None:
+        self.readers: list[str] = []
+
+    def reader(self, conf: dict[str, Any]) -> KafkaConsumer:
+        self.readers.append(str(conf.get("group.id")))
+        return super().reader(conf)
+
+
 def test_replay_of_a_window_reproduces_the_recorded_verdicts(
     recorded: Recorded, detector: Detector, tmp_path: Path
 ) -> None:
     out = tmp_path / "audit.jsonl"
+    backend = RecordingBackend()
     outcome = run_replay(
-        _window_options(recorded, out, run_id="same"), _settings(recorded), detector=detector
+        _window_options(recorded, out, run_id="same"),
+        _settings(recorded),
+        detector=detector,
+        backend=backend,
     )
 
+    # every client comes from the backend, like the service's: the window probe, the range
+    # reader and the reader of the recorded verdicts (the comparison)
+    assert len(backend.readers) == 3, backend.readers
     assert outcome.result.complete and outcome.result.verdicts == 8
     assert outcome.result.dead_letters == 1  # the poison message in the window, as live
     dead = list(read_jsonl(out.with_name(out.name + ".dead-letters.jsonl")))
