@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from consumer.errors import InvalidMessage, error_code, error_message
 
 if TYPE_CHECKING:
-    from consumer.kafka.headers import Headers
+    from consumer.kafka.headers import RecordHeaders
     from detector import DecodedImage, Prediction
     from provenance import ProvenanceReport
     from schemas import ErrorCode, ParsedImageEvent
@@ -27,7 +27,7 @@ class Envelope:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers
+    headers: RecordHeaders
     timestamp_ms: int | None
     epoch: int
     received_at: float = field(default_factory=time.time)

@@ -23,8 +23,8 @@ from consumer.kafka.types import (
     BrokerCode,
     BrokerError,
     ConsumedRecord,
-    Headers,
     PartitionOffset,
+    RecordHeaders,
 )
 
 __all__ = [
@@ -34,6 +34,6 @@ __all__ = [
     "BrokerCode",
     "BrokerError",
     "ConsumedRecord",
-    "Headers",
     "PartitionOffset",
+    "RecordHeaders",
 ]

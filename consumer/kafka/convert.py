@@ -11,7 +11,7 @@ from confluent_kafka import TIMESTAMP_NOT_AVAILABLE, KafkaError, KafkaException,
 from confluent_kafka import TopicPartition as ClientPartition
 
 from consumer.kafka.headers import HeaderError, read_headers
-from consumer.kafka.types import BrokerError, ConsumedRecord, Headers, PartitionOffset
+from consumer.kafka.types import BrokerError, ConsumedRecord, PartitionOffset, RecordHeaders
 
 __all__ = [
     "broker_error",
@@ -97,7 +97,7 @@ def consumed(msg: Message) -> ConsumedRecord | BrokerError:
     )
 
 
-def _read_headers(msg: Message) -> tuple[Headers, str | None]:
+def _read_headers(msg: Message) -> tuple[RecordHeaders, str | None]:
     """The headers, or none and the reason when the client cannot decode them (poison)."""
     try:
         return read_headers(msg), None

@@ -22,12 +22,12 @@ import ctypes
 import operator
 from typing import TYPE_CHECKING
 
-from consumer.kafka.types import Headers
+from consumer.kafka.types import RecordHeaders
 
 if TYPE_CHECKING:
     from confluent_kafka import Message
 
-__all__ = ["HeaderError", "Headers", "read_headers"]
+__all__ = ["HeaderError", "RecordHeaders", "read_headers"]
 
 
 _checked_headers = operator.methodcaller("headers")
@@ -54,7 +54,7 @@ class HeaderError(ValueError):
     """The client library cannot decode this message's headers (e.g. a name not in UTF-8)."""
 
 
-def read_headers(msg: Message) -> Headers:
+def read_headers(msg: Message) -> RecordHeaders:
     """The message's headers as ``(name, value)`` pairs; :class:`HeaderError` if undecodable.
 
     Call it once per message: after a failure the client keeps a broken list on the message.

@@ -23,8 +23,8 @@ __all__ = [
     "BrokerCode",
     "BrokerError",
     "ConsumedRecord",
-    "Headers",
     "PartitionOffset",
+    "RecordHeaders",
 ]
 
 OFFSET_BEGINNING = -2
@@ -34,8 +34,9 @@ OFFSET_END = -1
 OFFSET_INVALID = -1001
 """No offset (a partition without a committed offset)."""
 
-Headers = tuple[tuple[str, bytes | None], ...]
-"""Record headers: (name, value) pairs, names decoded as UTF-8."""
+RecordHeaders = tuple[tuple[str, bytes | None], ...]
+"""A consumed record's headers: (name, value) pairs, names decoded as UTF-8, a value may be
+None (not :data:`schemas.Headers`, the list the wire encoders write)."""
 
 
 class BrokerCode(StrEnum):
@@ -117,7 +118,7 @@ class ConsumedRecord:
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers
+    headers: RecordHeaders
     timestamp_ms: int | None
     """The record's timestamp (creation or log append time); None when it has none."""
     header_error: str | None = None
