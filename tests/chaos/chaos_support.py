@@ -11,10 +11,12 @@ import sys
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from confluent_kafka import Consumer, KafkaException, Producer
 from kafka_support import create_topics, end_offsets, image_bytes, unique
 from PIL import Image
@@ -30,6 +32,18 @@ from schemas import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
+
+MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
+"""A scenario in both delivery modes (test ids ``alo`` and ``eos``)."""
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 @dataclass

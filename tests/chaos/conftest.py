@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import torch
-from chaos_support import REPORT
+from chaos_support import REPORT, InProcess, Stage
 
 from consumer.logs import configure_logging
 from detector import Detector
@@ -101,3 +101,18 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
             f"{r.scenario:<18} {r.mode:<14} {r.events:>6} {r.lost:>5} {r.duplicated:>5} "
             f"{r.dead_letters:>5} {r.recover_s:>9} {r.total_s:>8}"
         )
+
+
+@pytest.fixture
+def stage_factory(chaos_broker: KafkaBroker, chaos_checkpoint: Path) -> Callable[..., Stage]:
+    def make(exactly_once: bool, **kwargs: object) -> Stage:
+        return Stage(chaos_broker.bootstrap_servers, chaos_checkpoint, exactly_once, **kwargs)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def services(chaos_detector: Detector) -> Iterator[InProcess]:
+    running = InProcess(chaos_detector)
+    yield running
+    running.stop()

@@ -15,14 +15,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from chaos_support import InProcess, Stage, account, produce_events
+from chaos_support import MODES, InProcess, Stage, account, produce_events
 
 from detector import Detector
 from devkafka.cluster import KafkaCluster
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
 
-MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
 N = 24
 RECOVERY_S = 60.0
 DONE_S = 120.0

@@ -11,13 +11,14 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chaos_support import (
+    MODES,
     REPORT,
     InProcess,
     Ledger,
@@ -27,6 +28,7 @@ from chaos_support import (
     account,
     produce_events,
     solid_png,
+    wait_for,
 )
 from confluent_kafka.admin import AdminClient
 from kafka_support import committed, create_topics
@@ -40,7 +42,6 @@ from schemas import ErrorCode
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
 
-MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
 N = 24
 """Events per scenario run."""
 RECOVERY_S = 60.0
@@ -49,32 +50,8 @@ DONE_S = 120.0
 """Every input must have its output within this many seconds after the fault."""
 
 
-@pytest.fixture
-def stage_factory(chaos_broker: KafkaBroker, chaos_checkpoint: Path) -> Callable[..., Stage]:
-    def make(exactly_once: bool, **kwargs: object) -> Stage:
-        return Stage(chaos_broker.bootstrap_servers, chaos_checkpoint, exactly_once, **kwargs)  # type: ignore[arg-type]
-
-    return make
-
-
-@pytest.fixture
-def services(chaos_detector: Detector) -> Iterator[InProcess]:
-    running = InProcess(chaos_detector)
-    yield running
-    running.stop()
-
-
 def _ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i}" for i in range(n)]
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _finish(stage: Stage, ledger: Ledger, scenario: str, fault_end: float, began: float) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import structlog
 from chaos_support import (
+    MODES,
     REPORT,
     InProcess,
     Ledger,
@@ -20,44 +20,19 @@ from chaos_support import (
     account,
     event_value,
     produce_events,
+    wait_for,
 )
 from confluent_kafka import KafkaException, Producer, TopicCollection
 from confluent_kafka.admin import AdminClient
 from kafka_support import committed, end_offsets
 
 from consumer import Service
-from detector import Detector
 from devkafka.broker import KafkaBroker
 
 pytestmark = [pytest.mark.chaos, pytest.mark.kafka]
 
-MODES = pytest.mark.parametrize("exactly_once", [False, True], ids=["alo", "eos"])
 RECOVERY_S = 60.0
 """Output must resume within this many seconds of the end of a fault (as in the suite)."""
-
-
-@pytest.fixture
-def stage_factory(chaos_broker: KafkaBroker, chaos_checkpoint: Path) -> Callable[..., Stage]:
-    def make(exactly_once: bool, **kwargs: object) -> Stage:
-        return Stage(chaos_broker.bootstrap_servers, chaos_checkpoint, exactly_once, **kwargs)  # type: ignore[arg-type]
-
-    return make
-
-
-@pytest.fixture
-def services(chaos_detector: Detector) -> Iterator[InProcess]:
-    running = InProcess(chaos_detector)
-    yield running
-    running.stop()
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
 
 
 def _sample(service: Service, name: str) -> float:
