@@ -47,3 +47,14 @@ def test_dropped_partitions_are_forgotten_and_the_rest_keep_their_order() -> Non
     assert [(e.partition, e.offset) for e in carried] == [(0, 0), (0, 1), (2, 0), (2, 1)]
     assert _drain(carried) == [(0, 0), (2, 0), (0, 1), (2, 1)]
     assert not carried and len(carried) == 0
+
+
+def test_a_partition_whose_messages_come_later_goes_ahead_of_the_one_just_served() -> None:
+    carried = CarriedMessages()
+    for offset in range(4):
+        carried.append(_env(0, offset))
+    carried.pop()
+    carried.pop()  # partition 0 served twice; then partition 1's messages arrive
+    carried.append(_env(1, 0))
+    carried.append(_env(1, 1))
+    assert _drain(carried) == [(1, 0), (0, 2), (1, 1), (0, 3)]

@@ -89,7 +89,9 @@ class Sink(ProcessingStep[Envelope]):
         pass
 
 
-def make(limit: int) -> tuple[StreamProcessor, FakeConsumer, Sink, CommitStep, Backpressure]:
+def make(
+    limit: int, consume_batch: int = 100
+) -> tuple[StreamProcessor, FakeConsumer, Sink, CommitStep, Backpressure]:
     consumer = FakeConsumer()
     tracker = CommitTracker()
     sink = Sink()
@@ -105,7 +107,7 @@ def make(limit: int) -> tuple[StreamProcessor, FakeConsumer, Sink, CommitStep, B
         bp,
         metrics,
         HealthState(),  # type: ignore[arg-type]
-        consume_batch=100,
+        consume_batch=consume_batch,
     )
     consumer.subscribe(["t"])
     proc._consumer.subscribe(
@@ -162,10 +164,29 @@ def test_pause_is_reapplied_after_a_rebalance() -> None:
     proc.run_once()
     assert bp.paused
     assign(consumer, ("t", 1))  # a new partition arrives while we are full
-    assert consumer.paused == {("t", 0), ("t", 1)}
+    assert consumer.paused == {("t", 0)}  # t[1] carries nothing: it may fetch a look-ahead
     consumer.queue.append(record("t", 1, 0))
     proc.run_once()
     assert all(e.partition == 0 for e in sink.items)
+    assert consumer.paused == {("t", 0), ("t", 1)}  # now it carries one: paused too
+
+
+def test_under_backpressure_a_partition_without_carried_messages_keeps_fetching() -> None:
+    """Issue 19: a consume() that returned only partition 0's backlog paused every partition,
+    so partition 1 was not even fetched until that backlog drained. A partition with nothing
+    carried keeps fetching (its messages join the round-robin) while less than one consume
+    batch is carried; at a full batch every partition is paused (memory stays bounded)."""
+    proc, consumer, sink, commit, bp = make(limit=2, consume_batch=4)
+    assign(consumer, ("t", 0), ("t", 1))
+    consumer.queue = [record("t", 0, i) for i in range(4)]
+    proc.run_once()  # 2 admitted, 2 carried: t[0] paused, t[1] still fetching
+    assert bp.paused and consumer.paused == {("t", 0)}
+    consumer.queue = [record("t", 1, i) for i in range(2)]
+    proc.run_once()  # a full batch carried (4): both paused
+    assert consumer.paused == {("t", 0), ("t", 1)}
+    commit.submit(Delivered(sink.items[0], 0.0))
+    proc.run_once()  # one slot: partition 1 takes its turn before partition 0's backlog
+    assert [(e.partition, e.offset) for e in sink.items] == [(0, 0), (0, 1), (1, 0)]
 
 
 def test_revoke_commits_done_work_and_drops_carried_messages() -> None:
