@@ -99,7 +99,7 @@ def start_exactly_once_service(
         "model.precision": "fp32",
         "model.warmup": "false",
         "model.torch_threads": "1",
-        "batching.max_batch_size": "2",
+        "model.max_batch_size": "2",
         "batching.max_wait_ms": "5",
         "http.enabled": "false",
         "logging.level": "warning",

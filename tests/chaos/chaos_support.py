@@ -244,12 +244,16 @@ class Stage:
         return ServiceSettings(
             kafka=self.kafka_settings(instance),  # type: ignore[arg-type]
             batching={  # type: ignore[arg-type]
-                "max_batch_size": 4,
                 "max_wait_ms": 20,
                 "max_in_flight_messages": 4,
                 **self.batching,
             },
-            model={"checkpoint": self.checkpoint, "device": "cpu", "precision": "fp32"},  # type: ignore[arg-type]
+            model={  # type: ignore[arg-type]
+                "checkpoint": self.checkpoint,
+                "device": "cpu",
+                "precision": "fp32",
+                "max_batch_size": 4,
+            },
             http={"host": "127.0.0.1", "port": 0},  # type: ignore[arg-type]
             shutdown={"grace_s": 15},  # type: ignore[arg-type]
             fetch=self.fetch,  # type: ignore[arg-type]
@@ -262,9 +266,9 @@ class Stage:
         }
         pairs.update(
             {
-                "batching.max_batch_size": 4,
                 "batching.max_wait_ms": 20,
                 "batching.max_in_flight_messages": 4,
+                "model.max_batch_size": 4,
                 "model.checkpoint": self.checkpoint,
                 "model.device": "cpu",
                 "model.precision": "fp32",

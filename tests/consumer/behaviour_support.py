@@ -176,8 +176,13 @@ def settings(bench: Bench, checkpoint: Path, **sections: dict[str, Any]) -> Serv
             "dead_letter_topic": bench.dlq,
             "commit_interval_s": 0.1,
         },
-        "batching": {"max_batch_size": 4, "max_wait_ms": 20},
-        "model": {"checkpoint": checkpoint, "device": "cpu", "precision": "fp32"},
+        "batching": {"max_wait_ms": 20},
+        "model": {
+            "checkpoint": checkpoint,
+            "device": "cpu",
+            "precision": "fp32",
+            "max_batch_size": 4,
+        },
         "http": {"host": "127.0.0.1", "port": 0},
         "shutdown": {"grace_s": 20},
     }

@@ -219,7 +219,7 @@ def test_hostile_corpus_gets_the_right_dead_letters_and_the_stream_goes_on(
         f"h-{i}": code for i, (code, _v, _h) in enumerate(corpus) if code != VERDICT
     }
     expected_verdicts = len(corpus) - len(expected_letters) + 1
-    run_service(topics.settings(checkpoint, decode=LIMITS), detector=detector)
+    run_service(topics.settings(checkpoint, model={"limits": LIMITS}), detector=detector)
     dlq = TopicReader(topics.bootstrap, topics.dlq)
     verdicts = TopicReader(topics.bootstrap, topics.verdicts)
     dlq.read_until(len(expected_letters), timeout=60)

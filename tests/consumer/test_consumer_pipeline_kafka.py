@@ -164,7 +164,7 @@ def test_bad_inputs_become_dead_letters_and_the_stream_goes_on(
         messages.append((f"bad-{i}".encode(), value, headers))
     produce(topics.bootstrap, topics.input, messages)
 
-    settings = topics.settings(checkpoint, decode={"max_side": 300})
+    settings = topics.settings(checkpoint, model={"limits": {"max_side": 300}})
     run_service(settings, detector=FlakyDetector(detector))
     dlq = TopicReader(topics.bootstrap, topics.dlq)
     verdicts = TopicReader(topics.bootstrap, topics.verdicts)

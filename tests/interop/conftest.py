@@ -76,8 +76,14 @@ def live(kafka_bootstrap: str, checkpoint: Path, image_server: ImageServer) -> I
             "commit_interval_s": 0.2,
             "statistics_interval_ms": 0,
         },
-        model={"checkpoint": checkpoint, "device": "cpu", "precision": "fp32", "warmup": False},  # type: ignore[arg-type]
-        batching={"max_batch_size": 4, "max_wait_ms": 20},  # type: ignore[arg-type]
+        model={  # type: ignore[arg-type]
+            "checkpoint": checkpoint,
+            "device": "cpu",
+            "precision": "fp32",
+            "warmup": False,
+            "max_batch_size": 4,
+        },
+        batching={"max_wait_ms": 20},  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         fetch={  # type: ignore[arg-type]
             "allow_cidrs": ["127.0.0.1/32"],

@@ -93,8 +93,13 @@ def test_a_photo_after_its_ai_copy_and_its_reupload_gets_its_own_decision(
             "commit_interval_s": 0.2,
             "statistics_interval_ms": 0,
         },
-        model={"checkpoint": DEFAULT_CHECKPOINT, "device": "cpu", "warmup": False},  # type: ignore[arg-type]
-        batching={"max_batch_size": 1, "max_wait_ms": 5, "fetch_workers": 1},  # type: ignore[arg-type]
+        model={  # type: ignore[arg-type]
+            "checkpoint": DEFAULT_CHECKPOINT,
+            "device": "cpu",
+            "warmup": False,
+            "max_batch_size": 1,
+        },
+        batching={"max_wait_ms": 5, "fetch_workers": 1},  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         shutdown={"grace_s": 10},  # type: ignore[arg-type]
     )

@@ -111,8 +111,14 @@ def test_signals_in_verdicts_and_hostile_metadata_never_stops_the_consumer(
             "commit_interval_s": 0.2,
             "statistics_interval_ms": 0,
         },
-        model={"checkpoint": CHECKPOINT, "device": "cpu", "precision": "fp32", "warmup": False},  # type: ignore[arg-type]
-        batching={"max_batch_size": 4, "max_wait_ms": 20, "fetch_workers": 2},  # type: ignore[arg-type]
+        model={  # type: ignore[arg-type]
+            "checkpoint": CHECKPOINT,
+            "device": "cpu",
+            "precision": "fp32",
+            "warmup": False,
+            "max_batch_size": 4,
+        },
+        batching={"max_wait_ms": 20, "fetch_workers": 2},  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         shutdown={"grace_s": 10},  # type: ignore[arg-type]
         provenance={"trust_anchors": anchors},  # type: ignore[arg-type]

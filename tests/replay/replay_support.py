@@ -141,12 +141,18 @@ def service_settings(
         "statistics_interval_ms": 0,
         **dict(extra.pop("kafka", {})),  # type: ignore[call-overload]
     }
+    model = {
+        "checkpoint": checkpoint,
+        "device": "cpu",
+        "precision": "fp32",
+        "warmup": False,
+        "max_batch_size": 4,
+        **dict(extra.pop("model", {})),  # type: ignore[call-overload]
+    }
     return ServiceSettings(
         kafka=kafka,  # type: ignore[arg-type]
-        model={"checkpoint": checkpoint, "device": "cpu", "precision": "fp32", "warmup": False},  # type: ignore[arg-type]
-        batching=extra.pop(  # type: ignore[arg-type]
-            "batching", {"max_batch_size": 4, "max_wait_ms": 20, "fetch_workers": 2}
-        ),
+        model=model,  # type: ignore[arg-type]
+        batching=extra.pop("batching", {"max_wait_ms": 20, "fetch_workers": 2}),  # type: ignore[arg-type]
         http={"enabled": False},  # type: ignore[arg-type]
         shutdown={"grace_s": 10},  # type: ignore[arg-type]
         **extra,  # type: ignore[arg-type]

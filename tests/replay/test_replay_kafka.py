@@ -200,8 +200,8 @@ def test_an_interrupted_replay_resumes_by_run_id_and_keeps_its_window(
     out = tmp_path / "resume.jsonl"
     stopper = stop_after(3)
     options = _window_options(recorded, out, run_id="resume", compare=False, topics=[topic])
-    batching = {"max_batch_size": 1, "max_wait_ms": 0, "max_in_flight_messages": 2}
-    settings = _settings(recorded, batching=batching)
+    batching = {"max_wait_ms": 0, "max_in_flight_messages": 2}
+    settings = _settings(recorded, model={"max_batch_size": 1}, batching=batching)
 
     class Counting:  # a detector that stops the run after three images
         info = detector.info
