@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from consumer.service import Service
+    from consumer.serving.service import Service
     from consumer.settings import ServiceSettings
 
 __all__ = ["Service", "ServiceSettings"]
@@ -23,7 +23,7 @@ __all__ = ["Service", "ServiceSettings"]
 def __getattr__(name: str) -> Any:
     """Import lazily: ``python -m consumer tail`` should not load torch."""
     if name == "Service":
-        from consumer.service import Service
+        from consumer.serving.service import Service
 
         return Service
     if name == "ServiceSettings":

@@ -29,7 +29,7 @@ __all__ = ["main"]
 def _run(args: argparse.Namespace) -> int:
     from consumer.errors import ConfigurationError, KafkaAccessError
     from consumer.logs import configure_logging
-    from consumer.service import Service
+    from consumer.serving.service import Service
     from consumer.settings import ServiceSettings, describe_error
 
     try:
@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _tail(args: argparse.Namespace) -> int:
-    from consumer.tail import tail
+    from consumer.tail_command import tail
 
     return tail(
         args.bootstrap_servers,

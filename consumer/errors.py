@@ -30,7 +30,7 @@ its ``code``) and the detector's :class:`~detector.ImageError` subclasses. Anyth
 ``internal_error``.
 
 Flow control is not an exception: admission is decided by the poll loop
-(:class:`~consumer.backpressure.Backpressure` and the pixel budget). Transport errors from
+(:class:`~consumer.pipeline.backpressure.Backpressure` and the pixel budget). Transport errors from
 librdkafka are handled inside :mod:`consumer.kafka` and the commit steps.
 """
 

@@ -39,9 +39,9 @@ from PIL import Image
 from PIL.PngImagePlugin import PngInfo
 
 from consumer.logs import configure_logging
-from consumer.service import Service
+from consumer.serving.service import Service
 from consumer.settings import ServiceSettings
-from consumer.tail import format_record
+from consumer.tail_command import format_record
 from devkafka.broker import KafkaBroker
 from devkafka.secure import SecureKafkaBroker, service_acls
 from schemas import DeadLetter, ImageData, ImageEvent, Verdict, decode_dead_letter, decode_verdict

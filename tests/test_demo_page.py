@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from consumer.provenance_fields import verdict_fields
-from consumer.records import model_stamp
+from consumer.output.records import model_stamp
+from consumer.output.verdict_fields import verdict_fields
 from detector import Detector, Prediction
 from provenance import DecisionPolicy
 from schemas import ImageInfo, Patch, Verdict

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from consumer.enrich import ProvenanceMetrics
-from consumer.metrics import Metrics, VerdictCacheMetrics
+from consumer.pipeline.steps.enrich import ProvenanceMetrics
+from consumer.serving.metrics import Metrics, VerdictCacheMetrics
 from consumer.settings import ServiceSettings
 
 ROOT = Path(__file__).resolve().parents[1]

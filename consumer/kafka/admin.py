@@ -2,7 +2,7 @@
 
 The latest-verdict topic holds one record per image sha256, the newest wins: the produce step
 writes a copy of every verdict there, keyed by the image sha256 (see
-:meth:`consumer.records.RecordFactory.latest`). With ``cleanup.policy=compact`` Kafka keeps
+:meth:`consumer.output.records.RecordFactory.latest`). With ``cleanup.policy=compact`` Kafka keeps
 at least the latest record per key, so a tool can look up "what do we think of this image"
 by reading the topic into a table.
 """

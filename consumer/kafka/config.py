@@ -84,7 +84,7 @@ def producer_config(settings: KafkaSettings) -> dict[str, Any]:
 
     A topic missing from the cluster fails its queued records after 5 s instead of librdkafka's
     30 s (``topic.metadata.propagation.max.ms``): the produce step then holds output and
-    reports not ready (:mod:`consumer.destination`); a topic only slow to propagate is
+    reports not ready (:mod:`consumer.output.destination`); a topic only slow to propagate is
     retried, never dead-lettered.
     """
     conf = common_config(settings)

@@ -81,8 +81,8 @@ def run_replay(
     """Run (or resume) a replay; ``detector`` (a warm :class:`detector.Detector`) is optional;
     the clients come from ``backend`` (the service's :class:`~consumer.kafka.backend.KafkaBackend`
     by default)."""
-    from consumer.assembly import decision_policy
     from consumer.kafka.backend import KafkaBackend
+    from consumer.pipeline.assembly import decision_policy
     from consumer.replay.runner import ReplayRunner
 
     backend = backend or KafkaBackend()
@@ -180,9 +180,9 @@ def _new_state(
 
 
 def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) -> Any:
-    """Loaded like the service's (:mod:`consumer.assembly`: the sha256 check included)."""
+    """Loaded like the service's (:mod:`consumer.pipeline.assembly`: the sha256 check included)."""
     if detector is None:
-        from consumer.assembly import load_checked_detector
+        from consumer.pipeline.assembly import load_checked_detector
 
         detector = load_checked_detector(
             settings, checkpoint=options.checkpoint, adapters=options.adapters
@@ -193,14 +193,14 @@ def _detector(options: ReplayOptions, settings: ServiceSettings, detector: Any) 
 
 
 def _predictor(settings: ServiceSettings, detector: Any) -> Any:
-    from consumer.verdict_cache import with_cache
+    from consumer.pipeline.verdict_cache import with_cache
 
     return with_cache(detector, getattr(settings, "cache", None))
 
 
 def _records(options: ReplayOptions, settings: ServiceSettings, run_id: str, info: Any) -> Any:
     """The service's record factory (same decision policy and band), replay's topics."""
-    from consumer.assembly import record_factory
+    from consumer.pipeline.assembly import record_factory
 
     topic = options.output_topic or "replay"
     return record_factory(

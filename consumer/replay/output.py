@@ -8,7 +8,7 @@ interface as the live service's produce step.
 - :class:`JsonlOutput`: one verdict (the wire JSON) per line in ``PATH``, dead letters in
   ``PATH.dead-letters.jsonl``. Resuming truncates both to their durable length and reports
   which source offsets they already hold, so a resumed run writes each verdict once.
-- :class:`TopicOutput`: the live :class:`~consumer.steps.produce.ProduceStep` on an
+- :class:`TopicOutput`: the live :class:`~consumer.pipeline.steps.produce.ProduceStep` on an
   idempotent zstd producer: verdicts to an audit topic, dead letters to ``<topic>.dlq``. A
   record counts as written when its delivery is confirmed; a resumed run may repeat the
   records written after the last state save (same run id and source).
@@ -26,10 +26,10 @@ from typing import IO, Any, Protocol
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord
 from consumer.kafka.backend import KafkaBackend, ReplayBackend
 from consumer.kafka.clients import ProducerHandle
-from consumer.metrics import Metrics
-from consumer.records import RecordBuilder, output_record
-from consumer.steps.base import ProcessingStep
-from consumer.steps.produce import ProduceStep
+from consumer.output.records import RecordBuilder, output_record
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.pipeline.steps.produce import ProduceStep
+from consumer.serving.metrics import Metrics
 
 __all__ = ["JsonlOutput", "ReplayOutput", "Source", "TopicOutput", "dead_letter_path"]
 

@@ -1,13 +1,14 @@
 """The replay loop: assigned partitions -> the service's own steps -> an output, resumable.
 
-The pipeline is the consumer's (:func:`consumer.pipeline.build_pipeline`), ending in the
+The pipeline is the consumer's (:func:`consumer.pipeline.factory.build_pipeline`), ending in the
 output's sink (:meth:`~consumer.replay.output.ReplayOutput.sink`: the live produce step for an
 audit topic) and :class:`ReplayReceipts` instead of the commit step; admission is the same
-:class:`~consumer.backpressure.Backpressure` (in-flight messages and the pixel budget) that
+:class:`~consumer.pipeline.backpressure.Backpressure` (in-flight messages and the pixel budget) that
 pauses and resumes the partitions. The consumer has its own group id
 (``synthscan-replay-<run_id>``), uses ``assign()`` and never commits: progress lives in the
 run's state file, advanced with the same ordering rule as live commits
-(:class:`~consumer.commit_tracker.CommitTracker`): every offset below the saved one is written.
+(:class:`~consumer.pipeline.commit_tracker.CommitTracker`): every offset below the saved one is
+written.
 """
 
 from __future__ import annotations
@@ -21,22 +22,22 @@ from typing import Any
 
 import structlog
 
-from consumer.commit_tracker import CommitTracker
 from consumer.items import Delivered
 from consumer.kafka import BrokerCode, BrokerError, ConsumedRecord, PartitionOffset
 from consumer.kafka.backend import KafkaBackend, ReplayBackend
 from consumer.kafka.clients import ReaderClient
 from consumer.kafka.config import replay_consumer_config
 from consumer.kafka.messages import to_envelope
-from consumer.metrics import Metrics
-from consumer.pipeline import backpressure_for, build_pipeline
-from consumer.records import RecordFactory
+from consumer.output.records import RecordFactory
+from consumer.pipeline.commit_tracker import CommitTracker
+from consumer.pipeline.factory import backpressure_for, build_pipeline
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.pipeline.steps.detect import Predictor
 from consumer.replay.output import ReplayOutput
 from consumer.replay.ranges import OffsetRange, Partition
 from consumer.replay.state import ReplayState
+from consumer.serving.metrics import Metrics
 from consumer.settings import ServiceSettings
-from consumer.steps.base import ProcessingStep
-from consumer.steps.detect import Predictor
 from schemas import ReplayInfo
 
 __all__ = ["ReplayReceipts", "ReplayResult", "ReplayRunner"]

@@ -25,7 +25,7 @@ import uuid
 from typing import Any
 
 from consumer.logs import configure_logging
-from consumer.service import Service
+from consumer.serving.service import Service
 from consumer.settings import ServiceSettings
 from scripts.bench.support import (
     VerdictClock,

@@ -33,7 +33,7 @@ import torch
 from PIL import Image
 
 from consumer.logs import configure_logging
-from consumer.service import Service
+from consumer.serving.service import Service
 from consumer.settings import ServiceSettings
 from detector import Detector, decode_image
 from detector.checkpoint import DEFAULT_CHECKPOINT, CheckpointMetadata, save_checkpoint

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from consumer.logs import configure_logging
-from consumer.service import Service
+from consumer.serving.service import Service
 from consumer.settings import ServiceSettings
 from devkafka.broker import KafkaBroker
 from schemas import ImageData, ImageEvent, encode_image_event

@@ -35,7 +35,7 @@ from kafka_support import committed, create_topics
 from raw_kafka import produce_raw
 
 from consumer import Service
-from consumer.model_reload import ModelReloader
+from consumer.serving.model_reload import ModelReloader
 from detector import DECODE_BYTES_PER_PIXEL, Detector
 from devkafka.broker import KafkaBroker
 from schemas import ErrorCode

@@ -18,7 +18,7 @@ from confluent_kafka import Consumer, KafkaError, Producer
 from kafka_support import committed, create_topics, end_offsets, image_bytes, unique
 
 from consumer import ServiceSettings
-from consumer.steps.base import ProcessingStep
+from consumer.pipeline.steps.base import ProcessingStep
 from detector.checkpoint import CheckpointMetadata, save_checkpoint
 from detector.model import ModelConfig, build_model
 from schemas import (

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from consumer.carried import CarriedMessages
 from consumer.items import Envelope
+from consumer.serving.carried import CarriedMessages
 
 
 def _env(partition: int, offset: int) -> Envelope:

@@ -5,15 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.backpressure import Backpressure
-from consumer.commit_tracker import CommitTracker
-from consumer.health import HealthState
 from consumer.items import Delivered, Envelope
 from consumer.kafka import ConsumedRecord, PartitionOffset
-from consumer.metrics import Metrics
-from consumer.processor import StreamProcessor
-from consumer.steps.base import ProcessingStep
-from consumer.steps.commit import CommitPolicy, CommitStep
+from consumer.pipeline.backpressure import Backpressure
+from consumer.pipeline.commit_tracker import CommitTracker
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.pipeline.steps.commit import CommitPolicy, CommitStep
+from consumer.serving.health import HealthState
+from consumer.serving.metrics import Metrics
+from consumer.serving.poll_loop import StreamProcessor
 
 
 def record(topic: str, partition: int, offset: int) -> ConsumedRecord:
@@ -231,7 +231,7 @@ def test_pixel_budget_waits_frees_with_the_tensor_and_admits_one_huge_image() ->
 
     import torch
 
-    from consumer.backpressure import PixelBudget
+    from consumer.pipeline.backpressure import PixelBudget
 
     budget = PixelBudget(100)
     first = budget.reserve(60)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.batching import MicroBatcher
+from consumer.pipeline.micro_batching import MicroBatcher
 
 
 class Clock:

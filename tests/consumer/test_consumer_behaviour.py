@@ -33,7 +33,7 @@ from kafka_support import image_bytes, sha
 from test_model_reload import wait_for, write_adapter
 
 from consumer import Service, ServiceSettings
-from consumer.model_reload import ModelReloader
+from consumer.serving.model_reload import ModelReloader
 from detector import Detector
 from schemas import ErrorCode
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.commit_tracker import CommitTracker
+from consumer.pipeline.commit_tracker import CommitTracker
 
 TP = ("t", 0)
 

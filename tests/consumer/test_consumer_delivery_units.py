@@ -9,8 +9,8 @@ import random
 from consumer import ServiceSettings
 from consumer.items import Envelope, Failure
 from consumer.kafka.config import max_record_bytes, producer_config, transaction_timeout_ms
-from consumer.records import RecordFactory, record_size
-from consumer.service import in_flight_limit
+from consumer.output.records import RecordFactory, record_size
+from consumer.serving.service import in_flight_limit
 from schemas import ErrorCode, ModelStamp, decode_dead_letter
 
 CPU_SECONDS_PER_IMAGE = 0.4

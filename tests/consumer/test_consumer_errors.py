@@ -25,7 +25,7 @@ from consumer.errors import (
     error_message,
 )
 from consumer.items import Envelope, Failure
-from consumer.model_reload import load_detector
+from consumer.serving.model_reload import load_detector
 from consumer.settings import ModelSettings
 from detector import ImageDecodeError, ImageTooLargeError, UnsupportedImageError
 from schemas import ErrorCode, EventError

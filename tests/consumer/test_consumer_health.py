@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from consumer_support import http_get
 
-from consumer.health import HealthServer, HealthState
-from consumer.metrics import Metrics
+from consumer.serving.health import HealthServer, HealthState
+from consumer.serving.metrics import Metrics
 
 
 @pytest.fixture

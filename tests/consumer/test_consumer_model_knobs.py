@@ -11,12 +11,12 @@ from consumer_support import Collect, encode, image_event, make_checkpoint
 from kafka_support import image_bytes
 
 from consumer.items import Envelope, WorkItem
-from consumer.metrics import Metrics
-from consumer.pipeline import backpressure_for, build_pipeline
-from consumer.service import Service
+from consumer.pipeline.factory import backpressure_for, build_pipeline
+from consumer.pipeline.steps.batch import BatchStep
+from consumer.pipeline.steps.detect import DetectStep
+from consumer.serving.metrics import Metrics
+from consumer.serving.service import Service
 from consumer.settings import ServiceSettings
-from consumer.steps.batch import BatchStep
-from consumer.steps.detect import DetectStep
 from detector import Detector, decode_image
 from schemas import parse_image_event
 

@@ -11,16 +11,16 @@ import pytest
 from consumer_support import Collect, encode, image_event
 from kafka_support import image_bytes
 
-from consumer.backpressure import PixelBudget
 from consumer.errors import FetchFailedError
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka.clients import ProducerHandle
 from consumer.kafka.kafka_clients import KafkaProducer
-from consumer.metrics import Metrics
-from consumer.steps.batch import BatchStep
-from consumer.steps.detect import DetectStep
-from consumer.steps.fetch_decode import FetchDecodeStep
-from consumer.steps.produce import ProduceStep
+from consumer.pipeline.backpressure import PixelBudget
+from consumer.pipeline.steps.batch import BatchStep
+from consumer.pipeline.steps.detect import DetectStep
+from consumer.pipeline.steps.fetch_decode import FetchDecodeStep
+from consumer.pipeline.steps.produce import ProduceStep
+from consumer.serving.metrics import Metrics
 from detector import DECODE_BYTES_PER_PIXEL, DecodedImage, ImageLimits, PatchEvidence, Prediction
 from schemas import ErrorCode, parse_image_event
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import itertools
 
-from consumer.destination import BACKOFF_MAX_S, DestinationGate, is_destination_error
 from consumer.kafka import BrokerCode, BrokerError
+from consumer.output.destination import BACKOFF_MAX_S, DestinationGate, is_destination_error
 
 
 class FakeProducer:

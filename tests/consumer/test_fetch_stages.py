@@ -12,8 +12,8 @@ from consumer_support import Collect, encode, image_event
 from kafka_support import image_bytes
 
 from consumer.items import Envelope, WorkItem
-from consumer.metrics import Metrics
-from consumer.steps.fetch_decode import FetchDecodeStep
+from consumer.pipeline.steps.fetch_decode import FetchDecodeStep
+from consumer.serving.metrics import Metrics
 from detector import ImageLimits
 from schemas import parse_image_event
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from consumer.commit_tracker import CommitTracker
-from consumer.metrics import Metrics
+from consumer.pipeline.commit_tracker import CommitTracker
+from consumer.serving.metrics import Metrics
 
 
 def _stats(**partitions: dict[str, object]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from consumer.metrics import sane_age
+from consumer.serving.metrics import sane_age
 
 
 def test_latency_ignores_timestamps_outside_a_sane_window() -> None:

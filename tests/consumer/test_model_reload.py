@@ -11,7 +11,7 @@ import pytest
 import torch
 from kafka_support import image_bytes
 
-from consumer.model_reload import ModelReloader, adapter_files, load_detector
+from consumer.serving.model_reload import ModelReloader, adapter_files, load_detector
 from consumer.settings import ModelSettings
 from detector import DecodedImage, Detector, decode_image
 from detector.adapters import AdapterMetadata, save_adapter

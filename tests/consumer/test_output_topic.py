@@ -9,7 +9,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from consumer.items import Envelope
-from consumer.output_topic import OutputTopicWatch
+from consumer.output.topic_watch import OutputTopicWatch
 
 
 def _env(offset: int, partition: int = 0) -> Envelope:

@@ -12,7 +12,7 @@ import pytest
 from fetch_server import CERTS, LocalServer, respond, serving
 
 from consumer.errors import error_code
-from consumer.fetch import (
+from consumer.fetch.claim_check import (
     ChecksumMismatchError,
     FetchError,
     FetchFailedError,

@@ -7,7 +7,12 @@ import socket
 
 import pytest
 
-from consumer.ssrf import AddressPolicy, ForbiddenAddressError, blocked_reason, system_resolver
+from consumer.fetch.ssrf import (
+    AddressPolicy,
+    ForbiddenAddressError,
+    blocked_reason,
+    system_resolver,
+)
 
 BLOCKED = {
     # IPv4

@@ -155,7 +155,7 @@ def test_inputs_over_the_size_cap_are_not_parsed() -> None:
 def test_thousands_of_text_chunks_are_capped_and_still_make_a_valid_verdict(
     extractor: Extractor,
 ) -> None:
-    from consumer.provenance_fields import verdict_fields
+    from consumer.output.verdict_fields import verdict_fields
     from provenance import DecisionPolicy
 
     chunks = [text_chunk("parameters", f"Steps: {i}") for i in range(3000)]

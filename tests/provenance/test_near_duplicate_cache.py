@@ -10,8 +10,13 @@ import numpy as np
 from PIL import Image
 from prometheus_client import CollectorRegistry
 
+from consumer.pipeline.verdict_cache import (
+    CachedPrediction,
+    MatchedPrediction,
+    pixel_digest,
+    with_cache,
+)
 from consumer.settings import CacheSettings
-from consumer.verdict_cache import CachedPrediction, MatchedPrediction, pixel_digest, with_cache
 from detector import PatchEvidence, Prediction
 from provenance import pdq_hash
 

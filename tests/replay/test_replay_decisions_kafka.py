@@ -1,5 +1,6 @@
-"""Replay builds its detector and records through the service's factory (consumer.assembly):
-the same decision policy and the same checkpoint sha256 check as the live service."""
+"""Replay builds its detector and records through the service's factory
+(consumer.pipeline.assembly): the same decision policy and the same checkpoint sha256 check as the
+live service."""
 
 from __future__ import annotations
 

@@ -8,7 +8,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from consumer.verdict_cache import CachedPrediction, CachingPredictor, VerdictCache, model_key
+from consumer.pipeline.verdict_cache import (
+    CachedPrediction,
+    CachingPredictor,
+    VerdictCache,
+    model_key,
+)
 from detector import Prediction
 
 

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from consumer.errors import UnreadableHeaders
 from consumer.items import Envelope, Failure, Outcome, WorkItem
-from consumer.steps.base import ProcessingStep
+from consumer.pipeline.steps.base import ProcessingStep
 from schemas import parse_image_event
 
 __all__ = ["ParseStep"]

@@ -11,15 +11,15 @@ from typing import Literal
 
 import structlog
 
-from consumer.destination import DestinationGate, is_destination_error
 from consumer.errors import OutputRejected
 from consumer.items import Delivered, Envelope, Failure, Outcome, OutRecord, WorkItem
 from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ProducerClient, ProducerHandle
-from consumer.metrics import Metrics, sane_age
-from consumer.output_topic import OutputTopicWatch
-from consumer.records import RecordBuilder, output_record
-from consumer.steps.base import ProcessingStep, remaining
+from consumer.output.destination import DestinationGate, is_destination_error
+from consumer.output.records import RecordBuilder, output_record
+from consumer.output.topic_watch import OutputTopicWatch
+from consumer.pipeline.steps.base import ProcessingStep, remaining
+from consumer.serving.metrics import Metrics, sane_age
 
 __all__ = ["ProduceStep"]
 
@@ -62,10 +62,10 @@ class ProduceStep(ProcessingStep[Outcome]):
     exactly-once step aborts the transaction). Outcomes of revoked partitions are dropped.
 
     A destination error (the topic is unknown, deleted or not authorized:
-    :mod:`consumer.destination`) is none of these: the record is kept at the head of the queue,
-    ``gate`` holds all output (not ready) until the topic is writable again, and no attempt is
-    spent, so a missing topic never turns a stream into dead letters. ``watch`` notices a
-    deleted and re-created verdict topic (:mod:`consumer.output_topic`; exactly-once aborts).
+    :mod:`consumer.output.destination`) is none of these: the record is kept at the head of the
+    queue, ``gate`` holds all output (not ready) until the topic is writable again, and no attempt
+    is spent, so a missing topic never turns a stream into dead letters. ``watch`` notices a
+    deleted and re-created verdict topic (:mod:`consumer.output.topic_watch`; exactly-once aborts).
 
     With ``hold`` (exactly-once) outputs are not produced as they come: each is *held* and its
     receipt goes to the next step at once (its work is finished), and :meth:`release` produces
@@ -103,7 +103,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self.watch = watch
         if watch is not None and hold:  # outputs to the old topic must not commit
             watch.on_gone = on_failure
-        """Notices a deleted and re-created verdict topic (:mod:`consumer.output_topic`)."""
+        """Notices a deleted and re-created verdict topic (:mod:`consumer.output.topic_watch`)."""
         self._hold = hold
         self._held: list[_Pending] = []
         self._backlog: deque[_Pending] = deque()

@@ -4,7 +4,7 @@ A pipeline is a chain of steps, each owning an explicit ``next_step``. The poll 
 ``submit`` on the head for every message and ``poll`` on every loop turn; both return quickly.
 
 - ``submit(item)``: hand one item over; never refuses it. Admission (backpressure) is the
-  poll loop's decision, before the head's ``submit``: see :mod:`consumer.backpressure`.
+  poll loop's decision, before the head's ``submit``: see :mod:`consumer.pipeline.backpressure`.
 - ``poll()``: non-blocking; move finished work downstream, then ``poll`` the next step.
 - ``join(timeout)``: flush everything buffered and wait (at most ``timeout`` seconds, None =
   no limit) until this step and then the next ones are drained.

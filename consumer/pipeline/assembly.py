@@ -2,10 +2,11 @@
 
 - :func:`load_checked_detector`: the checkpoint (optionally a replay's candidate) and its
   adapters, loaded and warmed, refused when its sha256 does not match
-  ``model.checkpoint_sha256`` (:func:`consumer.model_reload.load_detector`).
+  ``model.checkpoint_sha256`` (:func:`consumer.serving.model_reload.load_detector`).
 - :func:`decision_policy`: ``settings.decision`` (a :class:`~provenance.DecisionPolicy`),
   refused when, with the model's threshold and calibrated band, an outcome is unreachable.
-- :func:`record_factory`: the :class:`~consumer.records.RecordFactory` with that policy and the
+- :func:`record_factory`: the :class:`~consumer.output.records.RecordFactory` with that policy and
+the
   model's band.
 
 Both raise :class:`~consumer.errors.ConfigurationError`.
@@ -20,8 +21,8 @@ from typing import TYPE_CHECKING
 
 from consumer.errors import ConfigurationError
 from consumer.kafka.config import instance_id, max_record_bytes
-from consumer.model_reload import load_detector
-from consumer.records import RecordFactory, model_stamp
+from consumer.output.records import RecordFactory, model_stamp
+from consumer.serving.model_reload import load_detector
 from provenance import DecisionPolicy
 
 if TYPE_CHECKING:

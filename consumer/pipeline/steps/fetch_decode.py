@@ -6,8 +6,8 @@ held every worker for their whole budget while inline images waited behind them)
 that host's queue without holding a thread) and *decode* (``decode_workers`` threads). Inline
 images go straight to the decode stage, so no URL, however slow, delays them.
 
-With a :class:`~consumer.backpressure.PixelBudget`, a worker reserves the decode working set
-(``DECODE_BYTES_PER_PIXEL`` a pixel, from the image header) before decoding, waiting while the
+With a :class:`~consumer.pipeline.backpressure.PixelBudget`, a worker reserves the decode working
+set (``DECODE_BYTES_PER_PIXEL`` a pixel, from the image header) before decoding, waiting while the
 budget is full; once decoded it keeps only the size of the pixel tensor, released when that
 tensor is freed (the detect step drops it after inference).
 """
@@ -22,11 +22,11 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Protocol
 from urllib.parse import urlsplit
 
-from consumer.backpressure import PixelBudget, Reservation
 from consumer.errors import FetchForbiddenError
 from consumer.items import Envelope, Failure, Outcome, WorkItem
-from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep, remaining
+from consumer.pipeline.backpressure import PixelBudget, Reservation
+from consumer.pipeline.steps.base import ProcessingStep, remaining
+from consumer.serving.metrics import Metrics
 from detector import DECODE_BYTES_PER_PIXEL, ImageLimits, decode_image
 
 __all__ = ["FetchDecodeStep", "Fetcher"]
@@ -36,7 +36,7 @@ _NO_REFS = "object refs are not enabled (no fetch object base URL configured)"
 
 
 class Fetcher(Protocol):
-    """What the step needs of :class:`consumer.fetch.ImageFetcher`."""
+    """What the step needs of :class:`consumer.fetch.claim_check.ImageFetcher`."""
 
     def fetch(self, url: str, expected_sha256: str | None, expected_size: int | None) -> bytes: ...
 

@@ -122,7 +122,7 @@ class Metrics:
         self.output_topic_recreated = Counter(
             "synthscan_output_topic_recreated",
             "Times the verdict topic was found deleted and re-created (a new topic id): "
-            "verdicts acknowledged just before may be lost (consumer/output_topic.py).",
+            "verdicts acknowledged just before may be lost (consumer/output/topic_watch.py).",
             registry=r,
         )
         self.stuck_partitions = Gauge(
@@ -181,7 +181,8 @@ def _partition_lag(pstats: dict[str, Any], committed: int | None) -> int | None:
 
 
 class VerdictCacheMetrics:
-    """Metrics of :class:`~consumer.verdict_cache.VerdictCache`, ``synthscan_verdict_cache_*``."""
+    """Metrics of :class:`~consumer.pipeline.verdict_cache.VerdictCache`,
+    ``synthscan_verdict_cache_*``."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.hits = Counter(

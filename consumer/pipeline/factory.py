@@ -5,9 +5,9 @@
 Provenance (metadata, C2PA, PDQ) is read while decoding, in both, so replayed verdicts carry the
 same decision and reasons as live ones; :meth:`Pipeline.close` stops its worker threads.
 ``output`` is the last part, given by the caller: the live service's produce -> commit steps
-(:mod:`consumer.service`), or replay's sink (:mod:`consumer.replay.runner`). Both turn an
-outcome into its record with :func:`consumer.records.output_record`, so "a verdict that cannot
-be built becomes a dead letter" is written once. Failures of any step go straight to
+(:mod:`consumer.serving.service`), or replay's sink (:mod:`consumer.replay.runner`). Both turn an
+outcome into its record with :func:`consumer.output.records.output_record`, so "a verdict that
+cannot be built becomes a dead letter" is written once. Failures of any step go straight to
 ``output`` as :class:`~consumer.items.Failure` (codes: :mod:`consumer.errors`).
 """
 
@@ -16,18 +16,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from consumer.backpressure import Backpressure
-from consumer.enrich import ProvenanceEnricher
-from consumer.fetch import ImageFetcher
+from consumer.fetch.claim_check import ImageFetcher
 from consumer.items import Envelope, Outcome
-from consumer.metrics import Metrics
+from consumer.pipeline.backpressure import Backpressure
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.pipeline.steps.batch import BatchStep
+from consumer.pipeline.steps.detect import DetectStep, Predictor
+from consumer.pipeline.steps.enrich import ProvenanceEnricher
+from consumer.pipeline.steps.fetch_decode import FetchDecodeStep
+from consumer.pipeline.steps.parse import ParseStep
+from consumer.pipeline.verdict_cache import VerdictCache
+from consumer.serving.metrics import Metrics
 from consumer.settings import ServiceSettings
-from consumer.steps.base import ProcessingStep
-from consumer.steps.batch import BatchStep
-from consumer.steps.detect import DetectStep, Predictor
-from consumer.steps.fetch_decode import FetchDecodeStep
-from consumer.steps.parse import ParseStep
-from consumer.verdict_cache import VerdictCache
 
 __all__ = ["Pipeline", "backpressure_for", "build_pipeline"]
 

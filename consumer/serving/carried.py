@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Iterable, Iterator
 
-from consumer.commit_tracker import Partition
 from consumer.items import Envelope
+from consumer.pipeline.commit_tracker import Partition
 
 __all__ = ["CarriedMessages"]
 

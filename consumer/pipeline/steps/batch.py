@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from consumer.batching import MicroBatcher
 from consumer.items import WorkItem
-from consumer.steps.base import ProcessingStep
+from consumer.pipeline.micro_batching import MicroBatcher
+from consumer.pipeline.steps.base import ProcessingStep
 
 __all__ = ["BatchStep"]
 

@@ -23,7 +23,7 @@ from consumer.kafka import BrokerCode, BrokerError
 
 __all__ = ["DESTINATION_ERRORS", "DestinationGate", "is_destination_error"]
 
-log = structlog.get_logger("consumer.destination")
+log = structlog.get_logger("consumer.output.destination")
 
 DESTINATION_ERRORS = frozenset(
     {

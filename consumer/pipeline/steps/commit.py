@@ -9,12 +9,12 @@ from typing import Protocol
 
 import structlog
 
-from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
 from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import CommitResults, ConsumerClient
-from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep
+from consumer.pipeline.commit_tracker import CommitTracker, Partition
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.serving.metrics import Metrics
 
 __all__ = ["CommitPolicy", "CommitStep", "Committer"]
 
@@ -76,7 +76,7 @@ class CommitStep(ProcessingStep[Delivered]):
     synchronously from ``join``/``commit_sync`` (revocation, shutdown). Failed asynchronous
     commits come back through ``results`` (the consumer's ``on_commit`` callback) and are sent
     again. Implements :class:`Committer` (``barrier``/``on_drained`` are inert here: they are
-    the exactly-once step's, :class:`~consumer.steps.transaction.TransactionalCommitStep`).
+    the exactly-once step's, :class:`~consumer.pipeline.steps.transaction.TransactionalCommitStep`).
     """
 
     drains_all = False

@@ -1,8 +1,8 @@
 """Provenance step of the pipeline: findings and PDQ of every decoded image, within bounds.
 
 Runs in the fetch/decode pool right after decoding (a hook of
-:class:`~consumer.steps.fetch_decode.FetchDecodeStep`), so it costs no time on the poll loop
-or the model thread. It never raises: whatever goes wrong becomes an ``unreadable`` entry of
+:class:`~consumer.pipeline.steps.fetch_decode.FetchDecodeStep`), so it costs no time on the poll
+loop or the model thread. It never raises: whatever goes wrong becomes an ``unreadable`` entry of
 the image's report and the verdict goes on. The PDQ hash is handed to the verdict cache for
 its near-duplicate tier.
 """
@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from consumer.verdict_cache import pixel_digest
+from consumer.pipeline.verdict_cache import pixel_digest
 from provenance import Extractor, ProvenanceConfig, ProvenanceReport, Unreadable
 from provenance.findings import clip
 
 if TYPE_CHECKING:
     from consumer.items import WorkItem
-    from consumer.verdict_cache import VerdictCache
+    from consumer.pipeline.verdict_cache import VerdictCache
 
 __all__ = ["ProvenanceEnricher", "ProvenanceMetrics"]
 

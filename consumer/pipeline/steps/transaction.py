@@ -2,8 +2,8 @@
 
 The producer is transactional (``transactional.id`` = prefix + stable instance id);
 :meth:`~TransactionalCommitStep.start` initialises it (the constructor does no I/O). The produce
-step *holds* finished outputs (:meth:`~consumer.steps.produce.ProduceStep.release`) and their
-receipts mark the messages done at once. Every ``commit_interval_s`` the step takes the
+step *holds* finished outputs (:meth:`~consumer.pipeline.steps.produce.ProduceStep.release`) and
+their receipts mark the messages done at once. Every ``commit_interval_s`` the step takes the
 committable offsets (per partition, the prefix of finished messages), releases the held outputs
 of exactly those messages, waits for their delivery reports, then sends the offsets with
 ``send_offsets_to_transaction`` and commits. Work still on the model goes on meanwhile and
@@ -38,7 +38,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from consumer.commit_tracker import CommitTracker, Partition
 from consumer.items import Delivered
 from consumer.kafka import (
     OFFSET_BEGINNING,
@@ -48,8 +47,9 @@ from consumer.kafka import (
     PartitionOffset,
 )
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerHandle
-from consumer.metrics import Metrics
-from consumer.steps.commit import CommitPolicy, CommitStep
+from consumer.pipeline.commit_tracker import CommitTracker, Partition
+from consumer.pipeline.steps.commit import CommitPolicy, CommitStep
+from consumer.serving.metrics import Metrics
 
 __all__ = ["TransactionalCommitStep"]
 

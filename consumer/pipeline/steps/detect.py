@@ -12,8 +12,8 @@ import structlog
 
 from consumer.errors import InferenceFailed
 from consumer.items import Envelope, Failure, Outcome, WorkItem
-from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep, remaining
+from consumer.pipeline.steps.base import ProcessingStep, remaining
+from consumer.serving.metrics import Metrics
 
 if TYPE_CHECKING:
     from detector import DecodedImage, Prediction

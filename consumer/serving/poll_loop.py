@@ -16,21 +16,21 @@ from collections.abc import Callable
 
 import structlog
 
-from consumer.backpressure import Backpressure
-from consumer.carried import CarriedMessages
-from consumer.commit_tracker import CommitTracker, Partition
-from consumer.health import HealthState
 from consumer.items import Envelope
 from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ConsumerClient
 from consumer.kafka.messages import to_envelope
-from consumer.metrics import Metrics
-from consumer.steps.base import ProcessingStep
-from consumer.steps.commit import Committer
+from consumer.pipeline.backpressure import Backpressure
+from consumer.pipeline.commit_tracker import CommitTracker, Partition
+from consumer.pipeline.steps.base import ProcessingStep
+from consumer.pipeline.steps.commit import Committer
+from consumer.serving.carried import CarriedMessages
+from consumer.serving.health import HealthState
+from consumer.serving.metrics import Metrics
 
 __all__ = ["StreamProcessor", "Undeliverable"]
 
-log = structlog.get_logger("consumer.processor")
+log = structlog.get_logger("consumer.serving.poll_loop")
 
 _IDLE_TIMEOUT_S = 0.1
 _BUSY_TIMEOUT_S = 0.005
@@ -41,8 +41,8 @@ final commit, leaving the group)."""
 
 class Undeliverable:
     """Source messages whose output and dead letter both failed for good (see
-    :class:`~consumer.steps.produce.ProduceStep`), reported by the produce step and handled by
-    the loop on its next turn (it pauses their partitions)."""
+    :class:`~consumer.pipeline.steps.produce.ProduceStep`), reported by the produce step and
+    handled by the loop on its next turn (it pauses their partitions)."""
 
     def __init__(self) -> None:
         self._reported: list[Envelope] = []

@@ -1,7 +1,8 @@
 """Socket-level transport of claim-check fetches: one HTTP(S) connection to an already vetted
 address, with a wall-clock deadline on every socket operation, and DNS lookups with a budget.
 
-Used by :class:`consumer.fetch.ImageFetcher` (which vets URLs, retries and checks bodies).
+Used by :class:`consumer.fetch.claim_check.ImageFetcher` (which vets URLs, retries and checks
+bodies).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
-from consumer.ssrf import IPAddress, Resolver
+from consumer.fetch.ssrf import IPAddress, Resolver
 
 __all__ = ["ConnectError", "PinnedConnection", "ResolveTimeout", "Target", "bounded_resolver"]
 

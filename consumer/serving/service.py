@@ -24,11 +24,6 @@ from typing import Any, Protocol
 import structlog
 import torch
 
-from consumer.assembly import decision_policy, load_checked_detector, record_factory
-from consumer.backpressure import Backpressure, PixelBudget
-from consumer.commit_tracker import CommitTracker
-from consumer.destination import DestinationGate
-from consumer.health import HealthServer, HealthState
 from consumer.items import Envelope
 from consumer.kafka import BrokerError
 from consumer.kafka.access import access_error
@@ -36,24 +31,29 @@ from consumer.kafka.admin import topic_id_probe
 from consumer.kafka.backend import Backend, KafkaBackend
 from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient, ProducerHandle
 from consumer.kafka.config import consumer_config, producer_config
-from consumer.metrics import Metrics
-from consumer.model_reload import reloader_for
-from consumer.output_topic import OutputTopicWatch
-from consumer.pipeline import Pipeline, backpressure_for, build_pipeline
-from consumer.processor import StreamProcessor, Undeliverable
-from consumer.records import RecordFactory
+from consumer.output.destination import DestinationGate
+from consumer.output.records import RecordFactory
+from consumer.output.topic_watch import OutputTopicWatch
+from consumer.pipeline.assembly import decision_policy, load_checked_detector, record_factory
+from consumer.pipeline.backpressure import Backpressure, PixelBudget
+from consumer.pipeline.commit_tracker import CommitTracker
+from consumer.pipeline.factory import Pipeline, backpressure_for, build_pipeline
+from consumer.pipeline.steps.commit import CommitPolicy, CommitStep
+from consumer.pipeline.steps.detect import Predictor
+from consumer.pipeline.steps.produce import ProduceStep
+from consumer.pipeline.steps.transaction import TransactionalCommitStep
+from consumer.pipeline.verdict_cache import with_cache
+from consumer.serving.health import HealthServer, HealthState
+from consumer.serving.metrics import Metrics
+from consumer.serving.model_reload import reloader_for
+from consumer.serving.poll_loop import StreamProcessor, Undeliverable
 from consumer.settings import ServiceSettings
-from consumer.steps.commit import CommitPolicy, CommitStep
-from consumer.steps.detect import Predictor
-from consumer.steps.produce import ProduceStep
-from consumer.steps.transaction import TransactionalCommitStep
-from consumer.verdict_cache import with_cache
 from detector import ModelInfo
 from detector.runtime import default_threads
 
 __all__ = ["LoadedDetector", "Service", "in_flight_limit"]
 
-log = structlog.get_logger("consumer.service")
+log = structlog.get_logger("consumer.serving.service")
 
 
 class LoadedDetector(Predictor, Protocol):
@@ -303,7 +303,8 @@ class Service:
         )
 
     def _records(self, detector: LoadedDetector) -> RecordFactory:
-        """Shared with replay (:mod:`consumer.assembly`): the same decision policy and band."""
+        """Shared with replay (:mod:`consumer.pipeline.assembly`): the same decision policy and
+        band."""
         return record_factory(
             self.settings, detector.info, latest_topic=self.settings.kafka.latest_verdict_topic
         )

@@ -1,7 +1,7 @@
 """Duplicate images: a bounded LRU of predictions keyed by (image sha256, model key).
 
 Viral images arrive thousands of times; the second and later copies need no inference. The
-cache sits in front of the detector as a :class:`~consumer.steps.detect.Predictor`
+cache sits in front of the detector as a :class:`~consumer.pipeline.steps.detect.Predictor`
 (:class:`CachingPredictor`), so the detect step is unchanged: a batch is split into hits and
 unique misses, only the misses reach the model, and duplicates *within* a batch are scored
 once. Only EXACT copies are hits: the same bytes (sha256) or the same decoded pixels (a
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry
 
-from consumer.metrics import VerdictCacheMetrics
+from consumer.serving.metrics import VerdictCacheMetrics
 from detector import Prediction
 from provenance.findings import PdqHash
 from provenance.pdq_index import PdqIndex
@@ -269,7 +269,7 @@ class _Model(Protocol):
 
 
 class CachingPredictor:
-    """A :class:`~consumer.steps.detect.Predictor` that asks the cache before the model."""
+    """A :class:`~consumer.pipeline.steps.detect.Predictor` that asks the cache before the model."""
 
     def __init__(self, model: _Model, cache: VerdictCache) -> None:
         self.model = model

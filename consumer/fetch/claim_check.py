@@ -6,7 +6,7 @@ each to its dead-letter code); each carries ``retryable`` and ``attempts``.
 Limits: one attempt (all redirects, headers and body) has a wall-clock deadline enforced on
 every socket operation; the body is streamed and abandoned past ``max_bytes``; each redirect
 is re-vetted; the connection goes to the vetted address (TLS still verifies the host name);
-that socket-level work is in :mod:`consumer.fetch_transport`. Only transient failures are
+that socket-level work is in :mod:`consumer.fetch.transport`. Only transient failures are
 retried (tenacity, exponential backoff with jitter, ``Retry-After`` honoured up to the backoff
 cap). One connection per fetch; thread-safe.
 """
@@ -39,7 +39,8 @@ from consumer.errors import (
     FetchTimeoutError,
     FetchTooLargeError,
 )
-from consumer.fetch_transport import (
+from consumer.fetch.ssrf import AddressPolicy, ForbiddenAddressError, Resolver, system_resolver
+from consumer.fetch.transport import (
     ConnectError,
     PinnedConnection,
     ResolveTimeout,
@@ -47,7 +48,6 @@ from consumer.fetch_transport import (
     bounded_resolver,
 )
 from consumer.settings import FetchSettings
-from consumer.ssrf import AddressPolicy, ForbiddenAddressError, Resolver, system_resolver
 
 __all__ = [
     "ChecksumMismatchError",

@@ -4,7 +4,7 @@
 - ``/readyz``: 200 iff the model is loaded and warm, partitions are assigned, none is stuck
   behind an undeliverable record (its output and its dead letter were both refused for good),
   and the output topics are writable (not missing, deleted or unauthorized:
-  :mod:`consumer.destination`).
+  :mod:`consumer.output.destination`).
 - ``/metrics``: Prometheus text format.
 
 Requests are served by a fixed pool of threads; a request must arrive within

@@ -12,7 +12,7 @@ import structlog
 
 from consumer.errors import VerdictBuildFailed
 from consumer.items import Envelope, Failure, Outcome, OutRecord, WorkItem
-from consumer.provenance_fields import cache_match_of, verdict_fields
+from consumer.output.verdict_fields import cache_match_of, verdict_fields
 from provenance import DecisionPolicy
 from schemas import (
     AdapterStamp,
@@ -42,7 +42,7 @@ __all__ = [
     "record_size",
 ]
 
-log = structlog.get_logger("consumer.records")
+log = structlog.get_logger("consumer.output.records")
 
 DEFAULT_MAX_RECORD_BYTES = 1_000_000
 """librdkafka's default ``message.max.bytes``."""
@@ -134,7 +134,7 @@ def _source(env: Envelope) -> SourceCoordinates:
 
 
 class RecordFactory:
-    """Implements :class:`consumer.steps.produce.RecordBuilder` for the wire schemas."""
+    """Implements :class:`consumer.pipeline.steps.produce.RecordBuilder` for the wire schemas."""
 
     def __init__(
         self,

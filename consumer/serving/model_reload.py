@@ -1,7 +1,7 @@
 """Hot model reload: swap base checkpoint + adapters while serving, without downtime.
 
-:class:`ModelReloader` is the :class:`~consumer.steps.detect.Predictor` the pipeline uses. Each
-``predict`` call takes the model in force when the batch STARTS and finishes on it; a reload
+:class:`ModelReloader` is the :class:`~consumer.pipeline.steps.detect.Predictor` the pipeline uses.
+Each ``predict`` call takes the model in force when the batch STARTS and finishes on it; a reload
 builds and warms the new model on a background thread, then swaps one reference, so in-flight
 batches end on the old model and later batches use the new one. Every prediction carries the
 :class:`~detector.ModelInfo` of the model that made it (the verdict's ``model`` stamp).
@@ -29,13 +29,13 @@ import structlog
 from consumer.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from consumer.metrics import Metrics
+    from consumer.serving.metrics import Metrics
     from consumer.settings import ModelSettings
     from detector import DecodedImage, Detector, ModelInfo, Prediction
 
 __all__ = ["ModelReloader", "adapter_files", "load_detector", "reloader_for"]
 
-log = structlog.get_logger("consumer.model_reload")
+log = structlog.get_logger("consumer.serving.model_reload")
 
 Fingerprint = tuple[tuple[str, int, int], ...]
 

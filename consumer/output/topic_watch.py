@@ -28,12 +28,12 @@ from concurrent.futures import Future
 import structlog
 from prometheus_client import Counter
 
-from consumer.commit_tracker import Partition
 from consumer.items import Envelope
+from consumer.pipeline.commit_tracker import Partition
 
 __all__ = ["CHECK_INTERVAL_S", "OutputTopicWatch", "TopicIdProbe"]
 
-log = structlog.get_logger("consumer.output_topic")
+log = structlog.get_logger("consumer.output.topic_watch")
 
 CHECK_INTERVAL_S = 2.0
 """How often the topic id is read (one metadata request to one broker)."""

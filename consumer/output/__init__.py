@@ -1,0 +1,1 @@
+"""What the pipeline writes: wire records, verdict fields and the destinations' state."""

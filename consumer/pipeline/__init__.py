@@ -1,0 +1,2 @@
+"""The pipeline: its factory, its steps and the rules they share (batching, backpressure,
+commits)."""

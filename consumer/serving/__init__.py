@@ -1,0 +1,1 @@
+"""The live service: settings -> model, clients, pipeline, HTTP endpoints, poll loop, reload."""
