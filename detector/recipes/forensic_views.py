@@ -30,9 +30,7 @@ from PIL import Image
 
 from detector.batching import collate_images
 from detector.forensic import native_crops
-from detector.model import GLFF, ModelConfig, _cropper
-from detector.patches import select_patches
-from detector.psm import central_squares
+from detector.model import GLFF, ModelConfig
 from detector.training.augment import jpeg_reencode
 from detector.training.datasets import Sample, load_rgb, to_tensor
 from detector.training.forensic_train import (
@@ -122,13 +120,12 @@ def compute_views(model: GLFF, keys: Sequence[tuple[str, Row]], cache: Path) -> 
     for n, (key, row) in enumerate(todo):
         image = condition_image(row, key.split("|")[0])
         pixels, sizes = collate_images([to_tensor(image)])
-        crop = _cropper(pixels, sizes, model.config, False)
-        gmap = model._trunk(crop(central_squares(sizes).unsqueeze(1))[:, 0], local=False)
-        sel = select_patches(gmap, sizes, "psm")
+        maps = model.forward_trunk(pixels, sizes)  # the model's own views and patch selection
+        boxes = maps.selection.boxes
         views[key] = {
-            "g": gmap.mean(dim=(2, 3))[0].half(),
-            "boxes": sel.boxes[0],
-            "crops": native_crops(pixels, sizes, sel.boxes)[0].to(torch.uint8),
+            "g": maps.global_map.mean(dim=(2, 3))[0].half(),
+            "boxes": boxes[0],
+            "crops": native_crops(pixels, sizes, boxes)[0].to(torch.uint8),
         }
         if (n + 1) % SAVE_EVERY == 0 or n + 1 == len(todo):
             cache.parent.mkdir(parents=True, exist_ok=True)
