@@ -22,7 +22,7 @@ again to the new topic.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 
 import structlog
@@ -31,7 +31,7 @@ from prometheus_client import Counter
 from consumer.items import Envelope
 from consumer.pipeline.commit_tracker import Partition
 
-__all__ = ["CHECK_INTERVAL_S", "OutputTopicWatch", "TopicIdProbe"]
+__all__ = ["CHECK_INTERVAL_S", "OutputTopicWatch", "OutputTopicWatches", "TopicIdProbe"]
 
 log = structlog.get_logger("consumer.output.topic_watch")
 
@@ -137,8 +137,29 @@ class OutputTopicWatch:
                 new_id=topic_id,
                 may_be_lost=self._confirmed.count,
                 replay_offsets=self._confirmed.replay_ranges(),
-                action="verdicts acknowledged since the last check may be missing from the "
+                action="records acknowledged since the last check may be missing from the "
                 "new topic; replay those input offsets to produce them again",
             )
         self._known, self._gone = topic_id, False
         self._confirmed, self._since_probe = self._since_probe, _Window()
+
+
+class OutputTopicWatches:
+    """Several :class:`OutputTopicWatch` driven as one: the service watches its verdict and
+    its dead-letter topic (a dead letter acknowledged by a deleted topic is as lost)."""
+
+    def __init__(self, watches: Sequence[OutputTopicWatch]) -> None:
+        self.watches = tuple(watches)
+
+    def set_on_gone(self, hook: Callable[[str], None]) -> None:
+        """``hook`` hears once when any watched topic is found missing or replaced."""
+        for watch in self.watches:
+            watch.on_gone = hook
+
+    def acknowledged(self, topic: str, env: Envelope) -> None:
+        for watch in self.watches:
+            watch.acknowledged(topic, env)
+
+    def tick(self) -> None:
+        for watch in self.watches:
+            watch.tick()

@@ -33,7 +33,7 @@ from consumer.kafka.clients import CommitResults, ConsumerClient, ProducerClient
 from consumer.kafka.config import consumer_config, producer_config
 from consumer.output.destination import DestinationGate
 from consumer.output.records import RecordFactory
-from consumer.output.topic_watch import OutputTopicWatch
+from consumer.output.topic_watch import OutputTopicWatch, OutputTopicWatches
 from consumer.pipeline.assembly import decision_policy, load_checked_detector, record_factory
 from consumer.pipeline.backpressure import Backpressure, PixelBudget
 from consumer.pipeline.commit_tracker import CommitTracker
@@ -253,13 +253,16 @@ class Service:
             commit.output = produce  # releases held outputs at each commit
         return produce
 
-    def _output_topic_watch(self) -> OutputTopicWatch:
-        """Watches the verdict topic's id (Kafka only: the in-memory broker has none)."""
+    def _output_topic_watch(self) -> OutputTopicWatches:
+        """Watches the ids of the verdict and dead-letter topics (Kafka only: the in-memory
+        broker has none)."""
         kafka = self.settings.kafka
         probe = None
         if isinstance(self.backend, KafkaBackend):
             probe = topic_id_probe(producer_config(kafka))
-        return OutputTopicWatch(kafka.verdict_topic, probe, self.metrics.output_topic_recreated)
+        recreated = self.metrics.output_topic_recreated
+        topics = dict.fromkeys([kafka.verdict_topic, kafka.dead_letter_topic])
+        return OutputTopicWatches([OutputTopicWatch(t, probe, recreated) for t in topics])
 
     def _pipeline(
         self,

@@ -9,7 +9,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter
 
 from consumer.items import Envelope
-from consumer.output.topic_watch import OutputTopicWatch
+from consumer.output.topic_watch import OutputTopicWatch, OutputTopicWatches
 
 
 def _env(offset: int, partition: int = 0) -> Envelope:
@@ -96,3 +96,40 @@ def test_without_a_probe_nothing_is_checked() -> None:
     watch.acknowledged("verdicts", _env(0))
     watch.tick()
     assert counter._value.get() == 0
+
+
+def test_the_verdict_and_dead_letter_topics_are_watched_together() -> None:
+    """One hook for both; each topic counts only what it acknowledged."""
+    ids = {"verdicts": "v1", "dead-letters": "d1"}
+    futures: list[Future[str | None]] = []
+
+    def probe(topic: str) -> Future[str | None]:
+        future: Future[str | None] = Future()
+        future.set_result(ids[topic])
+        futures.append(future)
+        return future
+
+    counter = Counter("recreated", "", registry=CollectorRegistry())
+    now = [0.0]
+    watches = OutputTopicWatches(
+        [
+            OutputTopicWatch(t, probe, counter, interval_s=2.0, clock=lambda: now[0])
+            for t in ("verdicts", "dead-letters")
+        ]
+    )
+    gone: list[str] = []
+    watches.set_on_gone(gone.append)
+    watches.tick()
+    watches.tick()  # both ids known
+    watches.acknowledged("dead-letters", _env(5))
+    watches.acknowledged("verdicts", _env(6))
+    ids["dead-letters"] = "d2"  # the dead-letter topic deleted and re-created
+    now[0] = 2.0
+    with structlog.testing.capture_logs() as logs:
+        watches.tick()
+        watches.tick()
+    warned = [e for e in logs if e["event"] == "output_topic_recreated"]
+    assert [(e["topic"], e["may_be_lost"], e["replay_offsets"]) for e in warned] == [
+        ("dead-letters", 1, ["in:0:5-6"])
+    ]
+    assert gone == ["dead-letters: re-created"] and counter._value.get() == 1

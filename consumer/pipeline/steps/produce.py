@@ -17,7 +17,7 @@ from consumer.kafka import BrokerCode, BrokerError, PartitionOffset
 from consumer.kafka.clients import ProducerClient, ProducerHandle
 from consumer.output.destination import DestinationGate, is_destination_error
 from consumer.output.records import RecordBuilder, output_record
-from consumer.output.topic_watch import OutputTopicWatch
+from consumer.output.topic_watch import OutputTopicWatches
 from consumer.pipeline.steps.base import ProcessingStep, remaining
 from consumer.serving.metrics import Metrics, sane_age
 
@@ -87,7 +87,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         on_failure: Callable[[str], None] = lambda _: None,
         on_undeliverable: Callable[[Envelope, str], None] = lambda _e, _r: None,
         gate: DestinationGate | None = None,
-        watch: OutputTopicWatch | None = None,
+        watch: OutputTopicWatches | None = None,
         hold: bool = False,
     ) -> None:
         self.next_step = next_step
@@ -102,7 +102,7 @@ class ProduceStep(ProcessingStep[Outcome]):
         self.gate = gate if gate is not None else DestinationGate()
         self.watch = watch
         if watch is not None and hold:  # outputs to the old topic must not commit
-            watch.on_gone = on_failure
+            watch.set_on_gone(on_failure)
         """Notices a deleted and re-created verdict topic (:mod:`consumer.output.topic_watch`)."""
         self._hold = hold
         self._held: list[_Pending] = []
@@ -334,11 +334,11 @@ class ProduceStep(ProcessingStep[Outcome]):
             return
         self._rejected.pop(_coords(env), None)
         now = time.time()
+        if self.watch is not None:  # a verdict or a dead letter, by the topic it went to
+            self.watch.acknowledged(record.topic, env)
         if isinstance(item, WorkItem) and item.prediction is not None:
             label = item.prediction.label
             self._metrics.verdicts.labels(label=label).inc()
-            if self.watch is not None:
-                self.watch.acknowledged(record.topic, env)
             log.info(
                 "verdict",
                 event_id=item.event_id,
