@@ -13,10 +13,13 @@
 3. The forensic branch, trained from scratch on the training rows (``WORK/all/``).
 4. The fusion (embeddings, AFFM, head) fitted on the training rows in two conditions (``q90``
    and ``proc``), weight decay by validation AP (:mod:`detector.recipes.forensic_fusion`).
-5. Threshold: the lowest with at most 5% false positives on the validation real photos (q90).
+5. Temperature: one scalar dividing the fused logit, fitted on the validation rows by
+   cross-entropy (:mod:`detector.training.temperature`) and folded into the head's weights, so
+   scores read as probabilities instead of crowding near 0 and 1 (decisions are unchanged).
+6. Threshold: the lowest with at most 5% false positives on the validation real photos (q90).
    Decision band: ``synthetic`` where at most 1% of them score, ``real`` below the score that
    keeps :data:`BAND_TPR` of the validation fakes above it.
-6. The checkpoint: the frozen ImageNet MobileNetV2 trunk, the forensic branch and the fusion,
+7. The checkpoint: the frozen ImageNet MobileNetV2 trunk, the forensic branch and the fusion,
    fp16, with the threshold, the band, the validation scores and the held-out false-positive
    rates in its metadata; ``WORK/recipe.json`` has the summary and every validation score.
 
@@ -59,6 +62,7 @@ from detector.recipes.forensic_views import (
 from detector.training.calibration import calibrate, decision_band
 from detector.training.forensic_train import ForensicClassifier, ForensicTrainConfig
 from detector.training.lofo import lofo_folds, read_rows
+from detector.training.temperature import Temperature, fit_temperature, scale_linear
 
 __all__ = ["BAND_TPR", "RecipeConfig", "main", "run"]
 
@@ -82,7 +86,7 @@ class RecipeConfig:
     every: int = 1
     """Keep every n-th manifest row (smoke runs)."""
     name: str = "glff-forensic-mobilenet_v2"
-    version: str = "0.3.0"
+    version: str = "0.3.1"
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class _Fitted:
     threshold and band are chosen on them) and the held-out views' scores and kinds."""
 
     wd: float
+    temperature: Temperature
     val_labels: npt.NDArray[np.int64]
     val_scores: npt.NDArray[np.float32]
     test_scores: npt.NDArray[np.float32]
@@ -133,6 +138,7 @@ def _metadata(
             "script": "python -m detector.recipes.forensic_default",
             "trained": "forensic branch (patch classifier), then embed + fusion + head",
             "fusion_wd": fitted.wd,
+            "temperature": fitted.temperature.to_dict(),
             "calibration": cal.to_dict(),
             "val_scores": {
                 "real": [float(s) for s in sv[yv == 0]],
@@ -152,17 +158,25 @@ def _fit(
         name: fusion_inputs([k for k, _ in part], views, feats)
         for name, part in (("train", parts.train), ("val", parts.val), ("test", parts.test))
     }
-    fusion, val_scores, wd = fit_fusion(
+    fusion, _, wd = fit_fusion(
         (*arrays["train"], parts.labels(parts.train)),
         (*arrays["val"], parts.labels(parts.val)),
         CONFIG,
         epochs=config.fusion_epochs,
     )
+    val_labels = parts.labels(parts.val)
     with torch.no_grad():
+        val_logits = fusion(*arrays["val"]).double().numpy()
+    data = "val rows of every group, JPEG q90"
+    temperature = fit_temperature(val_labels, val_logits, data=data)
+    scale_linear(fusion.head, temperature.value)
+    with torch.no_grad():
+        val_scores = torch.sigmoid(fusion(*arrays["val"])).numpy()
         test_scores = torch.sigmoid(fusion(*arrays["test"])).numpy()
     return fusion, _Fitted(
         wd=wd,
-        val_labels=parts.labels(parts.val),
+        temperature=temperature,
+        val_labels=val_labels,
         val_scores=val_scores,
         test_scores=test_scores,
         test_kinds=[view_kind(k, r) for k, r in parts.test],

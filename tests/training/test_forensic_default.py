@@ -65,6 +65,8 @@ def test_the_recipe_writes_a_calibrated_checkpoint_that_scores_like_the_recipe(
     assert real_below <= meta.threshold <= synthetic_from
     assert meta.decision_band is not None and meta.decision_band["min_tpr"] == BAND_TPR
     assert set(meta.training["held_out"]) == {"fpr_real", "fpr_people", "fpr_crops"}
+    temperature = meta.training["temperature"]  # fitted on validation, folded into the head
+    assert temperature["value"] > 0 and temperature["nll_after"] <= temperature["nll_before"]
     assert meta.training["held_out"]["fpr_crops"] is not None  # the held-out people's crops
     # held out: 2 of the 8 scene photos and both deepface-tests photos (+ their 2 crops);
     # the other 22 rows: 15 train (q90 + proc each), 7 val
