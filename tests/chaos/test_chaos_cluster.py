@@ -83,6 +83,9 @@ def _scenario(
 
 
 def _stage(cluster: KafkaCluster, checkpoint: Path, exactly_once: bool) -> Stage:
+    # a node the previous scenario killed and restarted may not have re-registered yet:
+    # creating replication-factor-3 topics before it has timed out (seen once in CI)
+    cluster.wait_for_brokers(cluster.size, time.monotonic() + 60)
     return Stage(cluster.bootstrap_servers, checkpoint, exactly_once, replication_factor=3)
 
 
